@@ -1,0 +1,38 @@
+# `make test` on a fresh clone: creates .venv, installs skillforge with its test extras, runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The tested torch build. On the project's CI machines this CPU wheel is on local disk; elsewhere
+# pip fetches it from PyPI (a CUDA build on Linux x86_64). Override, e.g. TORCH_SPEC="torch".
+TORCH_SPEC ?= torch==2.13.0
+export MUJOCO_GL ?= egl
+
+.PHONY: install test lint pretrain clean system-deps
+
+$(BIN)/skillforge: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(BIN)/skillforge
+
+# Headless MuJoCo rendering needs Mesa's EGL (Debian/Ubuntu packages; root or sudo).
+system-deps:
+	@if ! ldconfig -p | grep -q libEGL_mesa; then \
+		apt-get install -y --no-install-recommends libegl1 libegl-mesa0 || \
+		echo "warning: could not install libegl1 libegl-mesa0; video rendering will be skipped"; \
+	fi
+
+lint: install
+	$(BIN)/ruff check skillforge cli tests benchmarks
+
+test: install lint
+	$(BIN)/pytest -q
+
+pretrain: install
+	$(BIN)/skillforge pretrain hopper
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
