@@ -1,0 +1,136 @@
+"""Configuration of the commands: one frozen dataclass each, validated on construction.
+
+This module imports nothing heavy so that the CLI can validate options before loading torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from skillforge.errors import ConfigError
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """DIAYN pretraining. Defaults follow Eysenbach et al. 2018 (arXiv 1802.06070)."""
+
+    env_id: str
+    """Gymnasium id of the environment (aliases are resolved before this is built)."""
+    n_skills: int = 20
+    """Number of skills N; p(z) is uniform over them."""
+    total_steps: int = 1_000_000
+    """Environment steps in total, including the random warm-up."""
+    seed: int = 0
+    """Seeds torch, the replay sampler and every episode reset."""
+    hidden: int = 300
+    """Units in each of the two hidden layers of every network."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    lr: float = 3e-4
+    """Adam learning rate of policy, critics, discriminator (and alpha when learned)."""
+    alpha: float | None = 0.1
+    """Entropy coefficient; None learns it towards the target entropy -dim(A)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak rate of the target critics."""
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions."""
+    learning_starts: int = 10_000
+    """Steps of uniformly random actions before the first gradient step."""
+    device: str = "auto"
+    """auto, cpu or cuda."""
+    checkpoint_every: int = 10_000
+    """Steps between checkpoints (one is always written at the end)."""
+    log_every: int = 500
+    """Steps between metric reports to the callbacks (MLflow, progress bar)."""
+    threads: int = 0
+    """torch intra-op threads; 0 uses every core."""
+    name: str = ""
+    """Library name; empty derives one from the env and run."""
+
+    def __post_init__(self) -> None:
+        _require(self.n_skills >= 2, f"--skills must be at least 2, got {self.n_skills}")
+        _require(self.total_steps >= 1, f"--steps must be positive, got {self.total_steps}")
+        _require(0 <= self.seed < 2**63, f"--seed must be in [0, 2^63), got {self.seed}")
+        _require(1 <= self.hidden <= 8192, f"--hidden must be in [1, 8192], got {self.hidden}")
+        _require(self.batch_size >= 1, f"--batch-size must be positive, got {self.batch_size}")
+        _require(_positive_finite(self.lr), f"--lr must be a positive number, got {self.lr}")
+        _require(
+            self.alpha is None or (math.isfinite(self.alpha) and self.alpha >= 0),
+            f"--alpha must be a non-negative number or 'auto', got {self.alpha}",
+        )
+        _require(0 <= self.gamma < 1, f"--gamma must be in [0, 1), got {self.gamma}")
+        _require(0 < self.tau <= 1, f"--tau must be in (0, 1], got {self.tau}")
+        _require(
+            self.buffer_size >= self.batch_size,
+            f"--buffer-size ({self.buffer_size}) must be at least --batch-size ({self.batch_size})",
+        )
+        _require(
+            self.learning_starts >= 0,
+            f"--learning-starts must be >= 0, got {self.learning_starts}",
+        )
+        _require(
+            self.device in ("auto", "cpu", "cuda"),
+            f"--device must be auto, cpu or cuda, got {self.device!r}",
+        )
+        _require(
+            self.checkpoint_every >= 1,
+            f"--checkpoint-every must be positive, got {self.checkpoint_every}",
+        )
+        _require(self.log_every >= 1, f"log_every must be positive, got {self.log_every}")
+        _require(self.threads >= 0, f"threads must be >= 0, got {self.threads}")
+        _require(
+            self.name == "" or is_valid_name(self.name),
+            f"--name {self.name!r} is not a valid library name: use letters, digits, '.', '_' "
+            "and '-', at most 64 characters, starting with a letter or digit",
+        )
+
+    def to_params(self) -> dict[str, str]:
+        """Flat string params, as logged to MLflow."""
+        params = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        params["alpha"] = "auto" if self.alpha is None else self.alpha
+        return {key: str(value) for key, value in params.items()}
+
+    def to_dict(self) -> dict:
+        """Plain dict of the fields (stored in checkpoints)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> PretrainConfig:
+        """Rebuild from `to_dict`, ignoring unknown keys (forward compatibility)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+    def replace(self, **changes) -> PretrainConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def parse_alpha(text: str) -> float | None:
+    """Parse the --alpha option: a non-negative number, or 'auto' (learned)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"--alpha must be a number or 'auto', got {text!r}") from None
+    _require(math.isfinite(value) and value >= 0, f"--alpha must be >= 0 or 'auto', got {text!r}")
+    return value
+
+
+def is_valid_name(name: str) -> bool:
+    """Library names end up in model names and folder names: keep them boring."""
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    return 0 < len(name) <= 64 and name[0].isalnum() and set(name) <= allowed and ".." not in name
+
+
+def _positive_finite(value: float) -> bool:
+    return math.isfinite(value) and value > 0

@@ -1,0 +1,93 @@
+"""A replay buffer of preallocated float32 arrays (skills stored as integers, not one-hot)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from skillforge.errors import CheckpointError
+
+
+class Batch(NamedTuple):
+    """A sampled minibatch; every tensor has the batch as its first dimension."""
+
+    obs: torch.Tensor  # (batch, obs_dim)
+    skill: torch.Tensor  # (batch,) int64
+    action: torch.Tensor  # (batch, action_dim)
+    reward: torch.Tensor  # (batch,) extrinsic reward (DIAYN ignores it)
+    next_obs: torch.Tensor  # (batch, obs_dim)
+    terminated: torch.Tensor  # (batch,) 1.0 where the MDP ended; truncation is not termination
+
+
+class ReplayBuffer:
+    """Ring buffer. Arrays are torch CPU tensors with numpy views: numpy for cheap single-row
+    writes from the env loop, torch for indexed batch reads."""
+
+    def __init__(self, capacity: int, obs_dim: int, action_dim: int) -> None:
+        self.capacity = capacity
+        self.obs = torch.zeros(capacity, obs_dim)
+        self.next_obs = torch.zeros(capacity, obs_dim)
+        self.action = torch.zeros(capacity, action_dim)
+        self.reward = torch.zeros(capacity)
+        self.terminated = torch.zeros(capacity)
+        self.skill = torch.zeros(capacity, dtype=torch.int64)
+        self._columns = ("obs", "skill", "action", "reward", "next_obs", "terminated")
+        self._views = {name: getattr(self, name).numpy() for name in self._columns}
+        self.position = 0
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, obs, skill: int, action, reward: float, next_obs, terminated: bool) -> None:
+        """Store one transition, overwriting the oldest when full."""
+        i = self.position
+        views = self._views
+        views["obs"][i] = obs
+        views["skill"][i] = skill
+        views["action"][i] = action
+        views["reward"][i] = reward
+        views["next_obs"][i] = next_obs
+        views["terminated"][i] = terminated
+        self.position = (i + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(
+        self, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu"
+    ) -> Batch:
+        """Uniformly sample `batch_size` stored transitions (with replacement)."""
+        index = torch.randint(self.size, (batch_size,), generator=generator)
+        return Batch(
+            *(getattr(self, name).index_select(0, index).to(device) for name in self._columns)
+        )
+
+    def state_dict(self) -> dict[str, torch.Tensor | int]:
+        """The filled part of the buffer plus its cursor (for checkpoints)."""
+        state: dict[str, torch.Tensor | int] = {
+            name: getattr(self, name)[: self.size].clone() for name in self._columns
+        }
+        state.update(position=self.position, size=self.size, capacity=self.capacity)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore from `state_dict`; shapes must match this buffer."""
+        size = int(state["size"])
+        if int(state["capacity"]) != self.capacity or size > self.capacity:
+            raise CheckpointError(
+                f"replay buffer capacity mismatch: checkpoint {state['capacity']}, "
+                f"config {self.capacity}"
+            )
+        for name in self._columns:
+            column = state[name]
+            target = getattr(self, name)
+            if column.shape[1:] != target.shape[1:] or column.shape[0] != size:
+                raise CheckpointError(f"replay buffer column {name!r} has the wrong shape")
+            target[:size] = column
+        self.size = size
+        self.position = int(state["position"])
+
+    def nbytes(self) -> int:
+        """Bytes held by the preallocated arrays."""
+        return sum(int(np.asarray(view).nbytes) for view in self._views.values())
