@@ -81,16 +81,18 @@ class DIAYN(nn.Module):
         total = sac.critic + sac.actor + sac.alpha + discriminator_loss
 
         accuracy = (logits.argmax(dim=-1) == batch.skill).float().mean()
-        metrics = torch.stack([
-            discriminator_loss,
-            accuracy,
-            log_q_z.mean(),
-            intrinsic_reward.mean(),
-            sac.critic,
-            sac.actor,
-            self.sac.alpha,
-            -sac.log_pi.mean(),
-        ])
+        metrics = torch.stack(
+            [
+                discriminator_loss,
+                accuracy,
+                log_q_z.mean(),
+                intrinsic_reward.mean(),
+                sac.critic,
+                sac.actor,
+                self.sac.alpha,
+                -sac.log_pi.mean(),
+            ]
+        )
         return total, metrics.detach()
 
 
@@ -130,7 +132,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
+        raise ConfigError("--device cuda asked for, but torch sees no CUDA device; use cpu")
     return torch.device(name)
 
 

@@ -1,0 +1,1 @@
+"""The `skillforge` command line: parses options, calls the library, prints results."""
