@@ -227,7 +227,8 @@ def _print_table(rows: list[tuple[str, ...]]) -> None:
     """Plain aligned columns: readable in a terminal, greppable in a pipe."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        typer.echo("  ".join(cells).rstrip())
 
 
 def main() -> None:

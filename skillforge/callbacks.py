@@ -10,7 +10,8 @@ class TrainingCallback(Protocol):
     """Every method is optional; `CallbackList` calls only those an object defines."""
 
     def on_start(self, info: dict[str, Any]) -> None:
-        """Training is about to start (or resume) at `info['step']` of `info['total_steps']`."""
+        """Training starts (or resumes) at `info['step']` of `info['total_steps']`; `info` also
+        holds the `spec` and the `agent` being trained."""
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
         """Window-averaged metrics, every `log_every` steps."""

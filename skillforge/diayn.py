@@ -164,7 +164,9 @@ def train(
 
     policy_input = np.zeros(spec.obs_dim + spec.n_skills, dtype=np.float32)
     window = _MetricWindow(len(METRIC_NAMES), device)
-    callbacks.on_start({"step": step, "total_steps": config.total_steps, "spec": spec})
+    callbacks.on_start(
+        {"step": step, "total_steps": config.total_steps, "spec": spec, "agent": agent}
+    )
 
     def checkpoint() -> str:
         _assert_finite(agent, step)

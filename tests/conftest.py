@@ -1,0 +1,25 @@
+"""Shared fixtures: a real sqlite MLflow store in a temp dir, run from an empty folder."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """Run in an empty folder with no tracking URI set, like a user on a fresh clone."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def store(workdir):
+    """A sqlite tracking URI in the temp folder."""
+    return f"sqlite:///{workdir / 'mlflow.db'}"
