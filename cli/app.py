@@ -1,0 +1,59 @@
+"""The Typer app and what every command shares: one-line errors, common options.
+
+Command modules register themselves on `app`; heavy imports (torch, mlflow) happen inside
+commands so that `--help` and refusals stay fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from typer._click.exceptions import UsageError  # vendored click (typer >= 0.29)
+from typer.core import TyperGroup
+
+from skillforge.errors import SkillforgeError
+
+
+class _OneLineErrors(TyperGroup):
+    """Every refusal is one line on stderr with a non-zero exit, never a traceback or a box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            result = super().main(
+                args, prog_name or "skillforge", complete_var, standalone_mode=False, **extra
+            )
+        except UsageError as error:
+            _fail(error.format_message(), 2)
+        except SkillforgeError as error:
+            _fail(str(error), 1)
+        except (typer.Abort, KeyboardInterrupt):
+            _fail("aborted", 130)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    first_line = message.strip().splitlines()[0] if message.strip() else "failed"
+    print(f"error: {first_line}", file=sys.stderr)
+    sys.exit(code)
+
+
+app = typer.Typer(
+    cls=_OneLineErrors,
+    help="Learn reusable skills without a reward (DIAYN), track them in MLflow, export them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+TrackingUri = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        help="MLflow tracking URI (e.g. http://127.0.0.1:5000). Default: $MLFLOW_TRACKING_URI, "
+        "else ./mlflow.db with artifacts in ./mlruns.",
+        show_default=False,
+    ),
+]
+Experiment = Annotated[str, typer.Option("--experiment", help="MLflow experiment.")]

@@ -1,0 +1,127 @@
+"""`skillforge pretrain`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cli.app import Experiment, TrackingUri, app
+
+
+@app.command()
+def pretrain(
+    env: Annotated[
+        str | None,
+        typer.Argument(
+            help="Alias (hopper, halfcheetah, walker2d, ant, humanoid, bipedalwalker, "
+            "mountaincar, pendulum, lunarlander) or a gymnasium id with continuous actions.",
+            show_default=False,
+        ),
+    ] = None,
+    skills: Annotated[int, typer.Option(help="Number of skills N.")] = 20,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Total environment steps, default 1000000 (with --resume: the new total).",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed and device: same result).")] = 0,
+    hidden: Annotated[int, typer.Option(help="Units per hidden layer (two layers).")] = 300,
+    batch_size: Annotated[int, typer.Option(help="Transitions per gradient step.")] = 256,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-4,
+    alpha: Annotated[str, typer.Option(help="Entropy coefficient, or 'auto' to learn it.")] = "0.1",
+    gamma: Annotated[float, typer.Option(help="Discount factor.")] = 0.99,
+    tau: Annotated[float, typer.Option(help="Polyak rate of the target critics.")] = 0.005,
+    buffer_size: Annotated[int, typer.Option(help="Replay buffer capacity.")] = 1_000_000,
+    learning_starts: Annotated[
+        int, typer.Option(help="Random-action steps before learning starts.")
+    ] = 10_000,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    experiment: Experiment = "skillforge",
+    name: Annotated[
+        str | None,
+        typer.Option(help="Library name. Default: <env>-<N>sk-<run id>.", show_default=False),
+    ] = None,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 10_000,
+    checkpoint_dir: Annotated[
+        str, typer.Option(help="Folder of checkpoints (one subfolder per library).")
+    ] = "checkpoints",
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            help="Continue a library exactly: its run id, name, or 'latest'.", show_default=False
+        ),
+    ] = None,
+    tracking_uri: TrackingUri = None,
+    threads: Annotated[int, typer.Option(help="torch threads (0: all cores).")] = 0,
+) -> None:
+    """Pretrain a library of N skills with DIAYN; every skill is registered in MLflow."""
+    from skillforge.config import PretrainConfig, parse_alpha
+    from skillforge.envs import make_env, resolve_env_id
+
+    if resume is None and env is None:
+        raise typer.BadParameter(
+            "missing ENV (e.g. `skillforge pretrain hopper`), or pass --resume"
+        )
+    if resume is None:
+        env_id = resolve_env_id(env)
+        config = PretrainConfig(
+            env_id=env_id,
+            n_skills=skills,
+            total_steps=1_000_000 if steps is None else steps,
+            seed=seed,
+            hidden=hidden,
+            batch_size=batch_size,
+            lr=lr,
+            alpha=parse_alpha(alpha),
+            gamma=gamma,
+            tau=tau,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            device=device,
+            checkpoint_every=checkpoint_every,
+            threads=threads,
+            name=name or "",
+        )
+        make_env(env_id).close()  # refuse discrete or broken envs before loading torch
+    elif steps is not None and steps < 1:
+        raise typer.BadParameter(f"--steps must be positive, got {steps}")
+
+    from cli.progress import TrainingProgress, quiet_mlflow
+    from skillforge import pipeline
+    from skillforge.errors import TrainingInterrupted
+
+    quiet_mlflow()
+    progress = TrainingProgress()
+    try:
+        with progress:
+            if resume is None:
+                result = pipeline.pretrain(
+                    config, tracking_uri, experiment, [progress], checkpoint_dir=checkpoint_dir
+                )
+            else:
+                result = pipeline.resume(
+                    resume, tracking_uri, None, steps, [progress], expected_env=env
+                )
+    except TrainingInterrupted as stop:
+        typer.echo(
+            f"Stopped at step {stop.step:,}; checkpoint {stop.checkpoint_path}.\n"
+            f"Resume with: skillforge pretrain --resume {stop.run_id}",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    library = result.library
+    typer.echo(f"Library {library.name} ({library.spec.env_id}, {library.n_skills} skills)")
+    typer.echo(f"  run id      {result.run_id}")
+    typer.echo(f"  store       {result.tracking_uri}")
+    typer.echo(f"  checkpoint  {result.checkpoint_path}")
+    if result.metrics:
+        typer.echo(
+            f"  eval        log q(z|s) {result.metrics.get('log_q_z', float('nan')):.3f}, "
+            f"discriminator accuracy {result.metrics.get('discriminator_accuracy', 0):.2f}, "
+            f"best skill {int(result.metrics['best_skill'])} "
+            f"(return {result.metrics['best_skill_return']:.1f})"
+        )
+    typer.echo(f"  registered  {len(result.models)} skills, e.g. {result.models[0]}")
