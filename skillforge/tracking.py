@@ -88,7 +88,7 @@ def ensure_experiment(client, name: str) -> str:
             raise SkillforgeError(f"experiment {name!r} is deleted; restore it or pick another")
         return experiment.experiment_id
     db = sqlite_path(client.tracking_uri)
-    location = (db.parent / "mlruns").as_uri() if db is not None else None
+    location = str(db.parent / "mlruns") if db is not None else None
     with _store_lock(client.tracking_uri):
         try:
             return client.create_experiment(name, artifact_location=location)

@@ -1,0 +1,128 @@
+"""The command line: options, refusals (one line, non-zero exit), a tiny run, Ctrl-C and resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from cli.main import app
+
+runner = CliRunner()
+TINY = ["--skills", "4", "--hidden", "32", "--batch-size", "32", "--buffer-size", "1000",
+        "--learning-starts", "100", "--checkpoint-every", "100", "--threads", "1"]
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_help_lists_every_option_with_the_papers_defaults():
+    result = run("pretrain", "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    for option in ("--skills", "--steps", "--seed", "--hidden", "--batch-size", "--lr", "--alpha",
+                   "--gamma", "--tau", "--buffer-size", "--learning-starts", "--device",
+                   "--experiment", "--name", "--checkpoint-every", "--resume", "--tracking-uri"):
+        assert option in text, option
+    for default in ("[default: 20]", "1000000", "[default: 300]", "[default: 256]",
+                    "[default: 0.0003]", "[default: 0.1]", "[default: skillforge]"):
+        assert default in text, default
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["CartPole-v1"], ["Discrete action space", "continuous"]),
+        (["no-such-env"], ["unknown environment", "hopper"]),
+        (["hopper", "--skills", "1"], ["--skills"]),
+        (["hopper", "--steps", "-5"], ["--steps"]),
+        (["hopper", "--alpha", "lots"], ["--alpha", "auto"]),
+        (["hopper", "--lr", "nan"], ["--lr"]),
+        (["hopper", "--device", "tpu"], ["--device"]),
+        (["hopper", "--skills", "many"], ["--skills"]),
+        (["hopper", "--name", "../../x"], ["--name"]),
+        (["hopper", "--name", "a'; drop table runs"], ["--name"]),
+        ([], ["ENV"]),
+    ],
+)
+def test_bad_input_is_refused_in_one_line(workdir, args, fragments):
+    result = run("pretrain", *args)
+    assert_one_line_error(result, *fragments)
+    assert not (workdir / "mlflow.db").exists()  # refused before touching the store
+
+
+def test_library_commands_on_an_empty_store(workdir):
+    result = run("library", "list")
+    assert result.exit_code == 0 and "No skill libraries yet" in result.stdout
+    assert_one_line_error(run("library", "show", "nope"), "no skill libraries")
+    assert_one_line_error(run("pretrain", "--resume", "latest"), "no skill libraries")
+
+
+def test_pretrain_list_show_and_resume(workdir):
+    result = run("pretrain", "pendulum", "--steps", "300", "--name", "cli-lib", *TINY)
+    assert result.exit_code == 0, result.output
+    assert "Library cli-lib (Pendulum-v1, 4 skills)" in result.stdout
+    assert "models:/cli-lib.skill-00/1" in result.stdout
+    assert (workdir / "mlflow.db").exists() and (workdir / "mlruns").is_dir()
+    assert (workdir / "checkpoints" / "cli-lib" / "checkpoint.pt").is_file()
+
+    listing = run("library", "list")
+    assert listing.exit_code == 0
+    row = next(line for line in listing.stdout.splitlines() if line.startswith("cli-lib"))
+    assert "Pendulum-v1" in row and "300" in row and "finished" in row
+
+    shown = run("library", "show", "cli-lib")
+    assert shown.exit_code == 0
+    assert all(f"models:/cli-lib.skill-{k:02d}/1" in shown.stdout for k in range(4))
+
+    assert_one_line_error(run("pretrain", "--resume", "cli-lib"), "larger --steps")
+    assert_one_line_error(run("pretrain", "hopper", "--resume", "cli-lib", "--steps", "400"),
+                          "trained on Pendulum-v1")
+    assert_one_line_error(run("pretrain", "pendulum", "--name", "cli-lib", *TINY),
+                          "already exists")
+
+
+def test_ctrl_c_checkpoints_ends_the_run_killed_and_says_how_to_resume(workdir):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "cli.main", "pretrain", "pendulum", "--steps", "100000",
+               "--name", "stop-me", *TINY]
+    process = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               )
+    checkpoint = Path(workdir, "checkpoints", "stop-me", "checkpoint.pt")
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert checkpoint.exists(), process.stderr.read() if process.poll() is not None else ""
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "Resume with: skillforge pretrain --resume" in stderr
+    assert "Traceback" not in stderr
+
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    run_id = stderr.rsplit("--resume", 1)[1].split()[0]
+    stopped = client.get_run(run_id)
+    assert stopped.info.status == "KILLED"
+    assert stopped.data.tags["skillforge.status"].startswith("interrupted at step")
+
+    resumed = run("pretrain", "--resume", run_id, "--steps", "500")
+    assert resumed.exit_code == 0, resumed.output
+    finished = client.get_run(run_id)
+    assert finished.info.status == "FINISHED"
+    assert finished.data.tags["skillforge.step"] == "500"

@@ -1,0 +1,96 @@
+"""End to end on a real sqlite store: pretrain, registry contents, plain-MLflow loading, resume."""
+
+import mlflow
+import numpy as np
+import pytest
+from helpers import tiny_config
+from mlflow.tracking import MlflowClient
+
+from skillforge import pipeline, tracking
+from skillforge.errors import ConfigError, LibraryNotFound
+
+
+@pytest.fixture
+def finished(store):
+    return pipeline.pretrain(tiny_config(name="pend-a"), store)
+
+
+def test_one_run_is_one_library_with_every_skill_registered(finished, store):
+    client = MlflowClient(store)
+    run = client.get_run(finished.run_id)
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["env_id"] == "Pendulum-v1" and params["n_skills"] == "4"
+    assert params["torch_version"] and params["mlflow_version"] and params["skillforge_version"]
+    for key in ("discriminator_loss", "discriminator_accuracy", "log_q_z", "intrinsic_reward",
+                "critic_loss", "actor_loss", "alpha", "steps_per_second", "eval/best_skill_return"):
+        assert key in run.data.metrics, key
+    assert [m.step for m in client.get_metric_history(finished.run_id, "log_q_z")] == [
+        150, 200, 250, 300
+    ]
+    artifacts = {a.path for a in client.list_artifacts(finished.run_id, "plots")}
+    assert artifacts == {"plots/learning_curve.png"}
+    assert client.list_artifacts(finished.run_id, "checkpoint")[0].file_size > 0
+
+    assert finished.models == [f"models:/pend-a.skill-{k:02d}/1" for k in range(4)]
+    model = client.get_registered_model("pend-a.skill-02")
+    assert model.tags["skill"] == "2" and model.tags["library"] == "pend-a"
+    assert model.tags["env_id"] == "Pendulum-v1" and model.tags["n_skills"] == "4"
+    assert model.tags["observation_shape"] == "[3]" and model.tags["action_shape"] == "[1]"
+    assert model.tags["action_low"] == "[-2.0]" and model.tags["run_id"] == finished.run_id
+
+
+def test_registered_skill_loads_with_plain_mlflow_and_matches_the_policy(finished, store):
+    mlflow.set_tracking_uri(store)
+    observations = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+    for skill in (0, 3):
+        model = mlflow.pyfunc.load_model(f"models:/pend-a.skill-{skill:02d}/1")
+        for rows in (1, 4, 6):  # the batch dimension is dynamic
+            actions = np.asarray(model.predict(observations[:rows]))
+            expected = finished.library.act(observations[:rows], skill)
+            np.testing.assert_allclose(actions, expected, atol=1e-6)
+            assert np.all(np.abs(actions) <= 2.0)
+
+
+def test_library_listing_and_lookup(finished, store):
+    libraries = tracking.list_libraries(store)
+    assert [lib.name for lib in libraries] == ["pend-a"]
+    info = libraries[0]
+    assert (info.env_id, info.n_skills, info.step, info.status) == ("Pendulum-v1", 4, 300,
+                                                                    "finished")
+    assert tracking.find_library(finished.run_id, store).name == "pend-a"
+    assert tracking.find_library("latest", store).run_id == finished.run_id
+    with pytest.raises(LibraryNotFound, match="pend-a"):
+        tracking.find_library("nope", store)
+    loaded = pipeline.load_library("pend-a", store)
+    obs = np.zeros((2, 3), dtype=np.float32)
+    np.testing.assert_array_equal(loaded.act(obs, 1), finished.library.act(obs, 1))
+
+
+def test_a_taken_name_is_refused(finished, store):
+    with pytest.raises(ConfigError, match="already exists"):
+        pipeline.pretrain(tiny_config(name="pend-a"), store)
+
+
+def test_default_store_is_sqlite_in_the_working_directory(workdir):
+    assert tracking.resolve_tracking_uri() == f"sqlite:///{workdir / 'mlflow.db'}"
+    (workdir / "mlruns").mkdir()
+    (workdir / "mlruns" / "meta.yaml").write_text("stale file store\n")
+    assert tracking.resolve_tracking_uri().startswith("sqlite:///")
+    assert tracking.list_libraries() == []
+
+
+def test_missing_store_library_is_a_clear_error(store):
+    with pytest.raises(LibraryNotFound, match="skillforge pretrain"):
+        tracking.find_library(None, store)
+
+
+def test_resume_extends_a_finished_library_in_the_same_run(finished, store):
+    with pytest.raises(ConfigError, match="larger --steps"):
+        pipeline.resume("pend-a", store)
+    extended = pipeline.resume("pend-a", store, total_steps=400)
+    assert extended.run_id == finished.run_id
+    history = MlflowClient(store).get_metric_history(finished.run_id, "log_q_z")
+    assert max(m.step for m in history) == 400
+    with pytest.raises(ConfigError, match="trained on Pendulum-v1"):
+        pipeline.resume("pend-a", store, total_steps=500, expected_env="hopper")
