@@ -14,8 +14,10 @@ from typer.testing import CliRunner
 from cli.main import app
 
 runner = CliRunner()
-TINY = ["--skills", "4", "--hidden", "32", "--batch-size", "32", "--buffer-size", "1000",
-        "--learning-starts", "100", "--checkpoint-every", "100", "--threads", "1"]
+TINY = (
+    "--skills 4 --hidden 32 --batch-size 32 --buffer-size 1000 --learning-starts 100 "
+    "--checkpoint-every 100 --threads 1"
+).split()
 
 
 def run(*args: str):
@@ -35,12 +37,21 @@ def test_help_lists_every_option_with_the_papers_defaults():
     result = run("pretrain", "--help")
     assert result.exit_code == 0
     text = " ".join(result.stdout.split())
-    for option in ("--skills", "--steps", "--seed", "--hidden", "--batch-size", "--lr", "--alpha",
-                   "--gamma", "--tau", "--buffer-size", "--learning-starts", "--device",
-                   "--experiment", "--name", "--checkpoint-every", "--resume", "--tracking-uri"):
+    options = (
+        "--skills --steps --seed --hidden --batch-size --lr --alpha --gamma --tau --buffer-size "
+        "--learning-starts --device --experiment --name --checkpoint-every --resume --tracking-uri"
+    )
+    for option in options.split():
         assert option in text, option
-    for default in ("[default: 20]", "1000000", "[default: 300]", "[default: 256]",
-                    "[default: 0.0003]", "[default: 0.1]", "[default: skillforge]"):
+    for default in (
+        "[default: 20]",
+        "1000000",
+        "[default: 300]",
+        "[default: 256]",
+        "[default: 0.0003]",
+        "[default: 0.1]",
+        "[default: skillforge]",
+    ):
         assert default in text, default
 
 
@@ -91,19 +102,24 @@ def test_pretrain_list_show_and_resume(workdir):
     assert all(f"models:/cli-lib.skill-{k:02d}/1" in shown.stdout for k in range(4))
 
     assert_one_line_error(run("pretrain", "--resume", "cli-lib"), "larger --steps")
-    assert_one_line_error(run("pretrain", "hopper", "--resume", "cli-lib", "--steps", "400"),
-                          "trained on Pendulum-v1")
-    assert_one_line_error(run("pretrain", "pendulum", "--name", "cli-lib", *TINY),
-                          "already exists")
+    assert_one_line_error(
+        run("pretrain", "hopper", "--resume", "cli-lib", "--steps", "400"), "trained on Pendulum-v1"
+    )
+    assert_one_line_error(run("pretrain", "pendulum", "--name", "cli-lib", *TINY), "already exists")
 
 
 def test_ctrl_c_checkpoints_ends_the_run_killed_and_says_how_to_resume(workdir):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "cli.main", "pretrain", "pendulum", "--steps", "100000",
-               "--name", "stop-me", *TINY]
-    process = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True,
-                               )
+    command = [sys.executable, "-m", "cli.main", "pretrain", "pendulum"]
+    command += ["--steps", "100000", "--name", "stop-me", *TINY]
+    process = subprocess.Popen(
+        command,
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     checkpoint = Path(workdir, "checkpoints", "stop-me", "checkpoint.pt")
     deadline = time.time() + 120
     while not checkpoint.exists() and time.time() < deadline:
