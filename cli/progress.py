@@ -1,33 +1,60 @@
-"""The pretraining progress bar: a training callback drawn with rich."""
+"""Progress bars for long work: training callbacks drawn with rich."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
+
+
+def diayn_summary(metrics: dict[str, float]) -> str | None:
+    """Running mean log q(z|s) and discriminator accuracy (chance: -ln N and 1/N)."""
+    if "log_q_z" not in metrics:
+        return None
+    return f"log q(z|s) {metrics['log_q_z']:.3f}  acc {metrics['discriminator_accuracy']:.2f}"
+
+
+def return_summary(metrics: dict[str, float]) -> str | None:
+    """The last episode's return."""
+    return f"return {metrics['return']:.1f}" if "return" in metrics else None
+
+
+class _StepRate(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:,.0f} steps/s" if task.speed else "- steps/s")
 
 
 class TrainingProgress:
-    """Steps, steps/s, ETA, and the running mean log q(z|s) and discriminator accuracy."""
+    """Steps done of total, steps/s, elapsed, ETA, and a one-line summary of the metrics."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        label: str = "DIAYN",
+        summary: Callable[[dict], str | None] = diayn_summary,
+        end_message: str = "Training done; evaluating and registering the skills...",
+    ) -> None:
+        self.label, self.summary, self.end_message = label, summary, end_message
         self.progress = Progress(
-            TextColumn("[bold]DIAYN"),
+            TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]} steps/s"),
+            _StepRate(),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
-            TextColumn("log q(z|s) {task.fields[log_q]}  acc {task.fields[accuracy]}"),
-            transient=False,
+            TextColumn("{task.fields[summary]}"),
+            speed_estimate_period=120,
         )
         self.task = None
 
@@ -40,26 +67,18 @@ class TrainingProgress:
 
     def on_start(self, info: dict) -> None:
         self.task = self.progress.add_task(
-            "pretrain",
-            total=info["total_steps"],
-            completed=info["step"],
-            rate="-",
-            log_q="-",
-            accuracy="-",
+            self.label, total=info["total_steps"], completed=info["step"], summary=""
         )
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
-        fields = {}
-        if "steps_per_second" in metrics:
-            fields["rate"] = f"{metrics['steps_per_second']:.0f}"
-        if "log_q_z" in metrics:
-            fields["log_q"] = f"{metrics['log_q_z']:.3f}"
-            fields["accuracy"] = f"{metrics['discriminator_accuracy']:.2f}"
+        summary = self.summary(metrics)
+        fields = {} if summary is None else {"summary": summary}
         self.progress.update(self.task, completed=step, **fields)
 
     def on_end(self, result) -> None:
-        self.progress.update(self.task, completed=result.step)
-        self.progress.console.print("Training done; evaluating and registering the skills...")
+        self.progress.update(self.task, completed=self.progress.tasks[self.task].total)
+        if self.end_message:
+            self.progress.console.print(self.end_message)
 
 
 def quiet_mlflow() -> None:
