@@ -134,3 +134,81 @@ def is_valid_name(name: str) -> bool:
 
 def _positive_finite(value: float) -> bool:
     return math.isfinite(value) and value > 0
+
+
+SKILL_SOURCES = ("registry", "onnx", "checkpoint")
+BASELINE_NAMES = ("best-skill", "random-skills", "sac")
+
+
+@dataclass(frozen=True)
+class HierarchicalConfig:
+    """A meta-controller (Double DQN) choosing among frozen skills every `skill_steps` steps."""
+
+    task: str = ""
+    """Task name or env id; empty uses the library's own env with its real reward."""
+    skill_steps: int = 10
+    """K: env steps a chosen skill runs before the next choice (DIAYN's cheetah task: 10)."""
+    total_steps: int = 100_000
+    """Environment steps (not decisions) in total, for the meta-controller and each baseline."""
+    seed: int = 0
+    """Seeds the network, exploration and every episode reset."""
+    hidden: int = 256
+    """Units in each of the two hidden layers of the Q-network."""
+    batch_size: int = 64
+    """Decisions per gradient step."""
+    lr: float = 3e-4
+    """Adam learning rate."""
+    gamma: float = 0.99
+    """Discount per decision."""
+    tau: float = 0.005
+    """Polyak rate of the target Q-network."""
+    buffer_size: int = 100_000
+    """Replay capacity in decisions."""
+    learning_starts: int = 256
+    """Random decisions before the first gradient step."""
+    epsilon_end: float = 0.05
+    """Final exploration rate (linear decay from 1.0)."""
+    exploration_fraction: float = 0.3
+    """Fraction of the env steps over which epsilon decays."""
+    skills_from: str = "registry"
+    """Where the frozen skills come from: registry, onnx or checkpoint."""
+    baselines: tuple[str, ...] = ()
+    """Any of best-skill, random-skills, sac, run at the same env-step budget."""
+    eval_episodes: int = 5
+    """Greedy episodes to measure the final meta-controller (and each skill for best-skill)."""
+
+    def __post_init__(self) -> None:
+        _require(self.skill_steps >= 1, f"--skill-steps must be >= 1, got {self.skill_steps}")
+        _require(self.total_steps >= 1, f"--steps must be positive, got {self.total_steps}")
+        _require(0 <= self.seed < 2**63, f"--seed must be in [0, 2^63), got {self.seed}")
+        _require(1 <= self.hidden <= 8192, f"hidden must be in [1, 8192], got {self.hidden}")
+        _require(self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}")
+        _require(_positive_finite(self.lr), f"lr must be a positive number, got {self.lr}")
+        _require(0 <= self.gamma < 1, f"gamma must be in [0, 1), got {self.gamma}")
+        _require(0 < self.tau <= 1, f"tau must be in (0, 1], got {self.tau}")
+        _require(self.buffer_size >= self.batch_size, "buffer_size must be >= batch_size")
+        _require(self.learning_starts >= 0, "learning_starts must be >= 0")
+        _require(0 <= self.epsilon_end <= 1, "epsilon_end must be in [0, 1]")
+        _require(0 < self.exploration_fraction <= 1, "exploration_fraction must be in (0, 1]")
+        _require(
+            self.skills_from in SKILL_SOURCES,
+            f"--skills-from must be one of {', '.join(SKILL_SOURCES)}, got {self.skills_from!r}",
+        )
+        unknown = [name for name in self.baselines if name not in BASELINE_NAMES]
+        _require(
+            not unknown,
+            f"unknown baseline {', '.join(unknown)}; choose from {', '.join(BASELINE_NAMES)}",
+        )
+        _require(self.eval_episodes >= 1, f"--eval-episodes must be >= 1, got {self.eval_episodes}")
+
+    def to_params(self) -> dict[str, str]:
+        """Flat string params, as logged to MLflow."""
+        params = dataclasses.asdict(self)
+        params["baselines"] = ",".join(self.baselines) or "none"
+        return {key: str(value) for key, value in params.items()}
+
+
+def parse_baselines(text: str) -> tuple[str, ...]:
+    """`best-skill,random-skills,sac` -> a tuple; 'none' or '' -> ()."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    return () if names in ((), ("none",)) else names

@@ -1,0 +1,81 @@
+"""`skillforge hierarchical`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cli.app import TrackingUri, app
+
+
+@app.command()
+def hierarchical(
+    task: Annotated[
+        str | None,
+        typer.Argument(
+            help="Task: ant-navigation, halfcheetah-hurdle, or an env id/alias (its real "
+            "reward). Default: the library's own env.",
+            show_default=False,
+        ),
+    ] = None,
+    library: Annotated[
+        str | None,
+        typer.Option(
+            help="Library name or run id. Default: the most recent library.", show_default=False
+        ),
+    ] = None,
+    steps: Annotated[
+        int, typer.Option(help="Env steps for the meta-controller and each baseline.")
+    ] = 100_000,
+    skill_steps: Annotated[int, typer.Option(help="K: env steps per chosen skill.")] = 10,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    skills_from: Annotated[
+        str,
+        typer.Option(help="Frozen skills from: registry, onnx (exports/<library>/) or checkpoint."),
+    ] = "registry",
+    baselines: Annotated[
+        str, typer.Option(help="Comma-separated: best-skill, random-skills, sac; or none.")
+    ] = "none",
+    eval_episodes: Annotated[int, typer.Option(help="Greedy episodes for final returns.")] = 5,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Train a meta-controller that picks a frozen skill every K steps, on a task's real reward."""
+    from skillforge.config import HierarchicalConfig, parse_baselines
+    from skillforge.tasks import task_env_id
+
+    config = HierarchicalConfig(
+        task=task or "",
+        skill_steps=skill_steps,
+        total_steps=steps,
+        seed=seed,
+        skills_from=skills_from,
+        baselines=parse_baselines(baselines),
+        eval_episodes=eval_episodes,
+    )
+    if task:
+        task_env_id(task)  # refuse an unknown task before loading torch and mlflow
+
+    from cli.progress import TrainingProgress, quiet_mlflow, return_summary
+    from skillforge.downstream import train_hierarchical
+
+    quiet_mlflow()
+    labels = {"meta": "meta-controller", "random-skills": "random skills", "sac": "SAC"}
+    bars: list[TrainingProgress] = []
+
+    def progress_for(phase: str, total: int):
+        bar = TrainingProgress(labels.get(phase, phase), return_summary, end_message="")
+        bar.__enter__()
+        bars.append(bar)
+        return [bar]
+
+    try:
+        result = train_hierarchical(library, config, tracking_uri, progress_for)
+    finally:
+        for bar in bars:
+            bar.__exit__(None, None, None)
+    typer.echo(f"Meta-controller on {result.task}: run {result.run_id}")
+    typer.echo(f"  registered  {result.model_uri}")
+    typer.echo(f"  skills frozen (parameter hash unchanged): {result.skills_frozen}")
+    for name, value in result.final_returns.items():
+        typer.echo(f"  {name:<16} final return {value:9.1f}")

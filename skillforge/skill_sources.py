@@ -1,0 +1,66 @@
+"""Frozen skills from where they are kept: a checkpoint, the Model Registry, an ONNX export.
+
+All three give the same `act(obs, skill)` (the `SkillSet` protocol of `hierarchical`) and a
+`fingerprint()` that changes if anything in the skills changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+
+from skillforge.errors import SkillforgeError
+from skillforge.hierarchical import parameter_hash
+from skillforge.library import LibrarySpec, SkillLibrary
+
+
+class LibrarySkills:
+    """The skills of an in-memory `SkillLibrary` (e.g. loaded from its checkpoint)."""
+
+    def __init__(self, library: SkillLibrary) -> None:
+        self.library = library
+        self.n_skills = library.n_skills
+        self.obs_dim, self.action_dim = library.spec.obs_dim, library.spec.action_dim
+
+    def act(self, obs: np.ndarray, skill: int) -> np.ndarray:
+        return self.library.act(obs, skill)
+
+    def fingerprint(self) -> str:
+        return parameter_hash(self.library.policy)
+
+
+class RegistrySkills:
+    """One registered model per skill (`<library>.skill-NN`), loaded with plain MLflow."""
+
+    def __init__(self, models: list[torch.nn.Module], spec: LibrarySpec) -> None:
+        self.models = models
+        self.n_skills = len(models)
+        self.obs_dim, self.action_dim = spec.obs_dim, spec.action_dim
+
+    @classmethod
+    def load(cls, library_name: str, spec: LibrarySpec, tracking_uri: str) -> RegistrySkills:
+        """Load the newest version of every skill of `library_name` from the registry."""
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        from skillforge.tracking import model_name
+
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+        models = []
+        for skill in range(spec.n_skills):
+            uri = f"models:/{model_name(library_name, skill)}/latest"
+            try:
+                models.append(mlflow.pytorch.load_model(uri))
+            except MlflowException as error:
+                raise SkillforgeError(f"cannot load {uri} from the registry: {error}") from None
+        return cls(models, spec)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, skill: int) -> np.ndarray:
+        return self.models[skill](torch.as_tensor(obs, dtype=torch.float32)[None])[0].numpy()
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256("".join(parameter_hash(m) for m in self.models).encode()).hexdigest()

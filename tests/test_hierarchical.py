@@ -1,0 +1,196 @@
+"""Skill reuse: the skill-action wrapper, tasks' rewards, frozen skills, the tracked run."""
+
+import gymnasium as gym
+import mlflow
+import numpy as np
+import pytest
+from helpers import tiny_config
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from cli.main import app
+from skillforge import baselines, pipeline
+from skillforge.config import HierarchicalConfig
+from skillforge.downstream import train_hierarchical
+from skillforge.errors import ConfigError, EnvError
+from skillforge.hierarchical import SkillActionWrapper, run_skill_policy, train_meta_controller
+from skillforge.skill_sources import LibrarySkills, RegistrySkills
+from skillforge.tasks import HURDLE_HEIGHT, HURDLE_SPACING, WAYPOINTS, make_task
+
+
+class ConstantSkills:
+    """Skill k always outputs the torque (k - 1) on Pendulum: easy to replay by hand."""
+
+    n_skills, obs_dim, action_dim = 3, 3, 1
+
+    def act(self, obs, skill):
+        assert obs.shape == (3,)
+        return np.array([skill - 1.0], dtype=np.float32)
+
+
+def test_wrapper_runs_k_steps_sums_rewards_and_stops_at_the_episode_end():
+    env = SkillActionWrapper(gym.make("Pendulum-v1"), ConstantSkills(), skill_steps=30)
+    assert env.action_space == gym.spaces.Discrete(3)
+    assert env.observation_space.shape == (3,)
+    reference = gym.make("Pendulum-v1")
+    env.reset(seed=5)
+    reference.reset(seed=5)
+    decisions = 0
+    while True:
+        skill = decisions % 3
+        obs, reward, terminated, truncated, info = env.step(skill)
+        expected, steps = 0.0, 0
+        for _ in range(30):
+            ref_obs, ref_reward, ref_term, ref_trunc, _ = reference.step([skill - 1.0])
+            expected += ref_reward
+            steps += 1
+            if ref_term or ref_trunc:
+                break
+        decisions += 1
+        assert info["env_steps"] == steps
+        assert reward == pytest.approx(expected)
+        np.testing.assert_allclose(obs, ref_obs)
+        if terminated or truncated:
+            break
+    assert decisions == 7 and steps == 20 and truncated  # 200 = 6 * 30 + 20
+    with pytest.raises(ValueError):
+        env.step(3)
+    with pytest.raises(ValueError):
+        SkillActionWrapper(gym.make("Pendulum-v1"), ConstantSkills(), skill_steps=0)
+
+
+def test_a_library_of_another_env_is_refused():
+    with pytest.raises(EnvError, match="another environment"):
+        SkillActionWrapper(gym.make("Hopper-v5"), ConstantSkills(), skill_steps=5)
+
+
+def test_ant_navigation_rewards_waypoints_in_order_up_to_five():
+    env = make_task("ant-navigation")
+    env.reset(seed=0)
+    ant = env.unwrapped
+
+    def move_to(xy):
+        qpos, qvel = ant.data.qpos.copy(), ant.data.qvel.copy()
+        qpos[:2] += np.asarray(xy) - env.centre_of_mass()
+        ant.set_state(qpos, qvel)
+
+    move_to(WAYPOINTS[1])  # the second waypoint first: no reward
+    assert env.waypoint_reward() == 0.0
+    move_to(WAYPOINTS[0] + [0.3, 0.3])  # within 0.5 m
+    assert env.waypoint_reward() == 1.0
+    assert env.waypoint_reward() == 0.0  # reached once only
+    move_to(WAYPOINTS[1] + [0.6, 0.0])  # 0.6 m away: not yet
+    assert env.waypoint_reward() == 0.0
+    total = 1.0
+    for waypoint in WAYPOINTS[1:]:
+        move_to(waypoint)
+        total += env.waypoint_reward()
+    assert total == 5.0 and env.reached == 5
+    assert env.waypoint_reward() == 0.0
+    obs, _ = env.reset(seed=1)
+    assert obs.shape == (105 + 5,) and env.reached == 0
+
+
+def test_halfcheetah_hurdle_has_hurdles_and_rewards_forward_progress():
+    env = make_task("halfcheetah-hurdle")
+    model = env.unwrapped.model
+    hurdles = [model.geom(i) for i in range(model.ngeom) if model.geom(i).name.startswith("hurdle")]
+    assert len(hurdles) == 40
+    first = min(hurdles, key=lambda geom: geom.pos[0])
+    assert first.pos[0] == pytest.approx(HURDLE_SPACING)
+    assert 2 * first.size[2] == pytest.approx(HURDLE_HEIGHT)
+    obs, _ = env.reset(seed=0)
+    assert obs[-1] == pytest.approx(HURDLE_SPACING - env.x())
+    for _ in range(20):
+        before = env.x()
+        obs, reward, *_ = env.step(env.action_space.sample())
+        assert reward == pytest.approx((env.x() - before) / env.unwrapped.dt)
+
+
+@pytest.fixture
+def library(store):
+    return pipeline.pretrain(tiny_config(name="lib"), store)
+
+
+def test_skills_stay_frozen_and_registry_matches_checkpoint(library, store):
+    checkpoint_skills = LibrarySkills(library.library)
+    registry_skills = RegistrySkills.load("lib", library.library.spec, store)
+    obs = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
+    for skill in range(4):
+        for row in obs:
+            np.testing.assert_allclose(
+                registry_skills.act(row, skill), checkpoint_skills.act(row, skill), atol=1e-6
+            )
+    config = HierarchicalConfig(total_steps=1_000, skill_steps=10, hidden=32, learning_starts=20)
+    curves = {}
+    for name, skills in (("checkpoint", checkpoint_skills), ("registry", registry_skills)):
+        before = skills.fingerprint()
+        env = SkillActionWrapper(gym.make("Pendulum-v1"), skills, config.skill_steps)
+        meta = train_meta_controller(env, config)
+        assert skills.fingerprint() == before
+        curves[name] = run_skill_policy(env, lambda o, rng, m=meta: m.choose(o), 0, episodes=2)
+    assert curves["checkpoint"] == pytest.approx(curves["registry"], abs=1e-3)
+
+
+def test_baselines_at_the_same_budget(library):
+    env = SkillActionWrapper(gym.make("Pendulum-v1"), LibrarySkills(library.library), 10)
+    best, means = baselines.best_skill(env, episodes=1, seed=0)
+    assert means.shape == (4,) and means[best] == means.max()
+    alone = run_skill_policy(env, lambda obs, rng: best, 0, episodes=1)
+    assert alone[0] == pytest.approx(means[best])
+    reported = []
+
+    class Recorder:
+        def on_step(self, step, metrics):
+            reported.append(step)
+
+    returns = baselines.random_skills(env, 1_000, seed=0, callbacks=[Recorder()])
+    assert len(returns) == 5 and reported == [200, 400, 600, 800, 1000]
+    sac_returns = baselines.sac_from_scratch(gym.make("Pendulum-v1"), 400, 32, seed=0)
+    assert len(sac_returns) == 2
+
+
+def test_tracked_run_is_linked_to_its_library(library, store):
+    config = HierarchicalConfig(
+        total_steps=800,
+        skill_steps=10,
+        hidden=32,
+        learning_starts=20,
+        baselines=("best-skill", "random-skills"),
+        eval_episodes=1,
+    )
+    result = train_hierarchical("lib", config, store)
+    client = MlflowClient(store)
+    run = client.get_run(result.run_id)
+    assert run.data.tags["mlflow.parentRunId"] == library.run_id
+    assert run.data.tags["skillforge.library"] == "lib"
+    assert run.data.tags["skillforge.skills_frozen"] == "true"
+    assert run.data.params["task"] == "Pendulum-v1" and run.data.params["skill_steps"] == "10"
+    steps = [m.step for m in client.get_metric_history(result.run_id, "return")]
+    assert steps == [200, 400, 600, 800]
+    assert len(client.get_metric_history(result.run_id, "baseline/random-skills/return")) == 4
+    for name in ("meta-controller", "best-skill", "random-skills"):
+        assert f"final_return/{name}" in run.data.metrics
+    assert [a.path for a in client.list_artifacts(result.run_id, "plots")] == ["plots/returns.png"]
+    mlflow.set_tracking_uri(store)
+    q_net = mlflow.pyfunc.load_model(result.model_uri)
+    q_values = np.asarray(q_net.predict(np.zeros((2, 3), dtype=np.float32)))
+    assert q_values.shape == (2, 4)
+
+
+def test_refusals(library, store):
+    runner = CliRunner()
+    for args, fragment in (
+        (["--library", "lib", "--skill-steps", "0"], "--skill-steps"),
+        (["no-such-task", "--library", "lib"], "unknown task"),
+        (["--library", "nope"], "no library named"),
+        (["hopper", "--library", "lib"], "learned on Pendulum-v1"),
+        (["--library", "lib", "--baselines", "magic"], "unknown baseline"),
+        (["--library", "lib", "--skills-from", "ftp"], "--skills-from"),
+    ):
+        result = runner.invoke(app, ["hierarchical", *args, "--tracking-uri", store])
+        assert result.exit_code != 0
+        assert result.stderr.startswith("error: ") and fragment in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    with pytest.raises(ConfigError):
+        HierarchicalConfig(skill_steps=0)
