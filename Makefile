@@ -28,7 +28,7 @@ system-deps:
 lint: install
 	$(BIN)/ruff check skillforge cli tests benchmarks
 
-test: install lint
+test: install system-deps lint
 	$(BIN)/pytest -q
 
 pretrain: install
