@@ -19,6 +19,8 @@ _EXPORTS = {
     "pretrain": "skillforge.pipeline",
     "load_library": "skillforge.pipeline",
     "list_libraries": "skillforge.tracking",
+    "export_library": "skillforge.export",
+    "export_saved_library": "skillforge.export",
     "SkillforgeError": "skillforge.errors",
 }
 
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from skillforge.config import PretrainConfig
     from skillforge.envs import make_env, resolve_env_id
     from skillforge.errors import SkillforgeError
+    from skillforge.export import export_library, export_saved_library
     from skillforge.library import LibrarySpec, SkillLibrary
     from skillforge.pipeline import load_library, pretrain
     from skillforge.tracking import list_libraries

@@ -33,3 +33,7 @@ class TrainingInterrupted(SkillforgeError):
 
 class TrainingDiverged(SkillforgeError):
     """A loss or a weight became NaN or infinite."""
+
+
+class ExportError(SkillforgeError):
+    """An export was refused or failed its checks; nothing was written."""

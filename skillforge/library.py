@@ -132,10 +132,14 @@ class SkillLibrary:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, name: str = "") -> SkillLibrary:
-        """Load the skills of a pretraining checkpoint (weights only, never pickled code)."""
+        """Load the skills of a pretraining checkpoint (weights only, never pickled code).
+
+        `name` defaults to the library name stored in the checkpoint.
+        """
         state = load_checkpoint(path)
         try:
             spec = LibrarySpec.from_dict(state["spec"])
+            name = name or str(dict(state.get("config") or {}).get("name", ""))
             return cls.from_state_dict(spec, state["agent"], name=name, run_id="")
         except (KeyError, RuntimeError, ValueError, TypeError) as error:
             raise CheckpointError(f"{path} does not hold a skill library ({error})") from None

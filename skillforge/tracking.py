@@ -304,3 +304,41 @@ def library_skills(info: LibraryInfo, tracking_uri: str | None = None) -> list[S
         uri = f"models:/{name}/{max(int(v.version) for v in versions)}" if versions else ""
         skills.append(SkillInfo(index, uri, metrics.get(f"eval/return/skill_{index:02d}")))
     return skills
+
+
+def log_onnx_models(
+    client, run_id: str, models: list[tuple[str, str, object, object]]
+) -> list[str]:
+    """Log ONNX files to run `run_id` as ONNX-flavour models under `onnx/<name>`, each
+    loadable with `mlflow.pyfunc.load_model`. `models` holds (name, path, example input,
+    example output); the input is an array, or a dict of arrays for a multi-input model.
+    The run's status is left as it is. Returns the model URIs (`runs:/<run_id>/onnx/<name>`)."""
+    import tempfile
+
+    import mlflow.onnx
+    import numpy as np
+    import onnx
+    import onnxruntime
+    from mlflow.models import infer_signature
+
+    requirements = [
+        f"onnx=={onnx.__version__}",
+        f"onnxruntime=={onnxruntime.__version__}",
+        f"numpy=={np.__version__}",
+    ]
+    uris = []
+    with tempfile.TemporaryDirectory(prefix="skillforge-onnx-") as folder:
+        for name, path, example_input, example_output in models:
+            model = onnx.load(path)
+            local = Path(folder) / name
+            mlflow.onnx.save_model(
+                model,
+                str(local),
+                signature=infer_signature(example_input, example_output),
+                pip_requirements=requirements,
+                metadata={prop.key: prop.value for prop in model.metadata_props},
+                save_as_external_data=False,
+            )
+            client.log_artifacts(run_id, str(local), f"onnx/{name}")
+            uris.append(f"runs:/{run_id}/onnx/{name}")
+    return uris
