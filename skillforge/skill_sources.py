@@ -7,6 +7,7 @@ All three give the same `act(obs, skill)` (the `SkillSet` protocol of `hierarchi
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -64,3 +65,48 @@ class RegistrySkills:
 
     def fingerprint(self) -> str:
         return hashlib.sha256("".join(parameter_hash(m) for m in self.models).encode()).hexdigest()
+
+
+class OnnxSkills:
+    """The library file of an ONNX export (observation and skill index in, action out), run by
+    onnxruntime on one thread, as on a robot's computer."""
+
+    def __init__(self, path: Path, spec: LibrarySpec) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.log_severity_level = 3
+        self.path = path
+        self.session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        if metadata.get("env_id") != spec.env_id or int(metadata.get("n_skills", -1)) != (
+            spec.n_skills
+        ):
+            raise SkillforgeError(f"{path} is not an export of this library; export it again")
+        self.n_skills = spec.n_skills
+        self.obs_dim, self.action_dim = spec.obs_dim, spec.action_dim
+
+    @classmethod
+    def load(cls, library_name: str, spec: LibrarySpec, folder: str | None = None) -> OnnxSkills:
+        """The export in `folder` (default `exports/<library>/`)."""
+        from skillforge.export import DEFAULT_ROOT
+
+        path = Path(folder or Path(DEFAULT_ROOT) / library_name) / "library.onnx"
+        if not path.is_file():
+            raise SkillforgeError(
+                f"no ONNX export at {path}; run `skillforge export {library_name}` first"
+            )
+        return cls(path, spec)
+
+    def act(self, obs: np.ndarray, skill: int) -> np.ndarray:
+        inputs = {
+            "observation": np.asarray(obs, dtype=np.float32)[None],
+            "skill": np.array([skill], dtype=np.int64),
+        }
+        return self.session.run(["action"], inputs)[0][0]
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()

@@ -32,29 +32,15 @@ runner = CliRunner()
 NAME = "my-pendulum"  # the README's library
 TOLERANCE = 1e-5
 
-# The README's export example, run as written by test_readme_example_runs.
-README_SHELL = """\
-.venv/bin/skillforge export my-pendulum --format onnx
-"""
-README_PYTHON = """\
-import json
 
-import numpy as np
-import onnx
-import onnxruntime as ort
+def readme_export_blocks() -> tuple[list[str], str]:
+    """The README's export example: its shell block and the Python block that reads the files."""
+    from test_readme import readme_examples
 
-folder = "exports/my-pendulum"
-manifest = json.load(open(f"{folder}/manifest.json"))
-print(manifest["parity"]["max_abs_diff"], [entry["path"] for entry in manifest["files"]])
-
-model = onnx.load(f"{folder}/library.onnx")  # a file found alone still says what it is
-metadata = {prop.key: prop.value for prop in model.metadata_props}
-print(metadata["env_id"], metadata["n_skills"], metadata["action_low"], metadata["action_high"])
-
-session = ort.InferenceSession(f"{folder}/library.onnx")  # one session serves every skill
-obs = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.5]], dtype=np.float32)  # (batch, 3)
-action = session.run(["action"], {"observation": obs, "skill": np.array([2, 3])})[0]
-"""
+    blocks = readme_examples()
+    shell = next(code for kind, code in blocks if kind == "shell" and "skillforge export" in code)
+    python = next(code for kind, code in blocks if kind == "python" and "library.onnx" in code)
+    return shell.strip().splitlines(), python
 
 
 @pytest.fixture(scope="module")
@@ -379,14 +365,15 @@ def test_refusals_are_one_line_and_write_nothing(trained, workdir, args, fragmen
 def test_readme_example_runs(trained, monkeypatch):
     monkeypatch.chdir(trained.folder)  # the README's folder: ./mlflow.db holds my-pendulum
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    for line in README_SHELL.strip().splitlines():
+    shell, python = readme_export_blocks()
+    for line in shell:
         command = shlex.split(line)
         assert command[0] == ".venv/bin/skillforge"
         result = runner.invoke(app, command[1:])
         assert result.exit_code == 0, result.output
         assert f"as onnx to {trained.folder / 'exports' / NAME}" in result.stdout
     namespace: dict = {}
-    exec(README_PYTHON, namespace)
+    exec(python, namespace)
     observations = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.5]], dtype=np.float32)
     expected = trained.library.act(observations, np.array([2, 3]))
     np.testing.assert_allclose(namespace["action"], expected, atol=TOLERANCE)

@@ -9,12 +9,12 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from cli.main import app
-from skillforge import baselines, pipeline
+from skillforge import baselines, export_library, pipeline
 from skillforge.config import HierarchicalConfig
 from skillforge.downstream import train_hierarchical
 from skillforge.errors import ConfigError, EnvError
 from skillforge.hierarchical import SkillActionWrapper, run_skill_policy, train_meta_controller
-from skillforge.skill_sources import LibrarySkills, RegistrySkills
+from skillforge.skill_sources import LibrarySkills, OnnxSkills, RegistrySkills
 from skillforge.tasks import HURDLE_HEIGHT, HURDLE_SPACING, WAYPOINTS, make_task
 
 
@@ -112,24 +112,29 @@ def library(store):
     return pipeline.pretrain(tiny_config(name="lib"), store)
 
 
-def test_skills_stay_frozen_and_registry_matches_checkpoint(library, store):
-    checkpoint_skills = LibrarySkills(library.library)
-    registry_skills = RegistrySkills.load("lib", library.library.spec, store)
+def test_skills_stay_frozen_and_every_source_gives_the_same_results(library, store):
+    export_library(library.library)  # exports/lib/ in the test's working folder
+    sources = {
+        "checkpoint": LibrarySkills(library.library),
+        "registry": RegistrySkills.load("lib", library.library.spec, store),
+        "onnx": OnnxSkills.load("lib", library.library.spec),
+    }
     obs = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
     for skill in range(4):
         for row in obs:
-            np.testing.assert_allclose(
-                registry_skills.act(row, skill), checkpoint_skills.act(row, skill), atol=1e-6
-            )
+            expected = sources["checkpoint"].act(row, skill)
+            np.testing.assert_allclose(sources["registry"].act(row, skill), expected, atol=1e-6)
+            np.testing.assert_allclose(sources["onnx"].act(row, skill), expected, atol=1e-5)
     config = HierarchicalConfig(total_steps=1_000, skill_steps=10, hidden=32, learning_starts=20)
     curves = {}
-    for name, skills in (("checkpoint", checkpoint_skills), ("registry", registry_skills)):
+    for name, skills in sources.items():
         before = skills.fingerprint()
         env = SkillActionWrapper(gym.make("Pendulum-v1"), skills, config.skill_steps)
         meta = train_meta_controller(env, config)
         assert skills.fingerprint() == before
         curves[name] = run_skill_policy(env, lambda o, rng, m=meta: m.choose(o), 0, episodes=2)
     assert curves["checkpoint"] == pytest.approx(curves["registry"], abs=1e-3)
+    assert curves["checkpoint"] == pytest.approx(curves["onnx"], abs=1e-2)
 
 
 def test_baselines_at_the_same_budget(library):
