@@ -67,3 +67,66 @@ def _print_table(rows: list[tuple[str, ...]]) -> None:
     for row in rows:
         cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
         typer.echo("  ".join(cells).rstrip())
+
+
+@library_app.command("compare")
+def library_compare(
+    libraries: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Library names or run ids. Default: every library in the store.",
+            show_default=False,
+        ),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="table, markdown or csv. Default: from the --output suffix (.md, .csv), "
+            "else table.",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", help="Write to this file instead.", show_default=False),
+    ] = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Compare libraries' evaluation measures, one column per library."""
+    from skillforge import compare
+    from skillforge.tracking import library_records
+
+    style = compare.format_for(output, fmt)  # refuse a bad --format before touching the store
+    records = library_records(libraries or [], tracking_uri)
+    text = compare.render(compare.comparison(records), style)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        with open(output, "w", encoding="utf-8") as file:
+            file.write(text)
+        typer.echo(f"Wrote {output} ({style}, {len(records)} libraries)")
+    missing = compare.not_evaluated(records)
+    if missing:
+        typer.echo(
+            f"not evaluated yet: {', '.join(missing)}; run `skillforge evaluate NAME`", err=True
+        )
+
+
+@library_app.command("register")
+def library_register(
+    library: Annotated[str, typer.Argument(help="Library name, run id, or 'latest'.")],
+    tracking_uri: TrackingUri = None,
+    store_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for an unreachable tracking server.")
+    ] = 120.0,
+) -> None:
+    """Finish a library whose training is done: send the metrics kept while the tracking
+    server was away, evaluate it, register every skill not yet registered. Safe to repeat."""
+    from cli.pretrain import echo_warnings, print_result
+    from cli.progress import quiet_mlflow
+    from skillforge import pipeline
+
+    quiet_mlflow()
+    echo_warnings()
+    print_result(pipeline.register(library, tracking_uri, store_timeout=store_timeout))

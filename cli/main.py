@@ -1,6 +1,6 @@
 """`skillforge` console script: the app with every command registered."""
 
-from cli import export, hierarchical, library, pretrain  # noqa: F401  (importing a command module registers it)
+from cli import evaluate, export, hierarchical, library, pretrain, ui  # noqa: F401  (importing a command module registers it)
 from cli.app import app
 
 

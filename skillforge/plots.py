@@ -5,16 +5,44 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 
-def learning_curve(
-    history: dict[str, list[tuple[int, float]]], path: str | Path, title: str, n_skills: int
-) -> Path:
-    """Mean log q(z|s) (with chance level) and discriminator accuracy against env steps."""
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def skill_colors(n_skills: int) -> list:
+    """One colour per skill: tab10 / tab20 while they last, then evenly spaced hues."""
+    plt = _pyplot()
+    if n_skills <= 10:
+        return [plt.get_cmap("tab10")(k) for k in range(n_skills)]
+    if n_skills <= 20:
+        return [plt.get_cmap("tab20")(k) for k in range(n_skills)]
+    return [plt.get_cmap("turbo")(k / (n_skills - 1)) for k in range(n_skills)]
+
+
+def _save(fig, path: str | Path) -> Path:
+    plt = _pyplot()
+    path = Path(path)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def learning_curve(
+    history: dict[str, list[tuple[int, float]]], path: str | Path, title: str, n_skills: int
+) -> Path:
+    """Mean log q(z|s) (with chance level) and discriminator accuracy against env steps:
+    training batches as a line, held-out evaluations (`eval/log_q_z`,
+    `eval/discriminator_accuracy` in `history`, if any) as dots."""
+    plt = _pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     for axis, key, label in (
         (top, "log_q_z", "mean log q(z|s)"),
@@ -23,7 +51,11 @@ def learning_curve(
         points = history.get(key, [])
         if points:
             steps, values = zip(*points, strict=True)
-            axis.plot(steps, values, color="tab:blue")
+            axis.plot(steps, values, color="tab:blue", label="training batches")
+        held_out = [(s, v) for s, v in history.get(f"eval/{key}", []) if math.isfinite(v)]
+        if held_out:
+            steps, values = zip(*held_out, strict=True)
+            axis.plot(steps, values, "o", color="tab:orange", label="held-out rollouts")
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
     top.axhline(-math.log(n_skills), color="grey", linestyle="--", label="chance (-ln N)")
@@ -31,8 +63,87 @@ def learning_curve(
     bottom.set_xlabel("environment steps")
     bottom.set_ylim(0, 1)
     fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def confusion_matrix(
+    confusion: np.ndarray, path: str | Path, title: str, accuracy: float | None = None
+) -> Path:
+    """Row k: the share of skill k's states that q(z|s) assigns to each skill."""
+    plt = _pyplot()
+    n = len(confusion)
+    size = min(10, 3 + 0.3 * n)
+    fig, axis = plt.subplots(figsize=(size + 1, size))
+    image = axis.imshow(confusion, vmin=0, vmax=1, cmap="Blues")
+    fig.colorbar(image, ax=axis, fraction=0.046, label="share of the skill's states")
+    if n <= 12:
+        for row in range(n):
+            for col in range(n):
+                value = confusion[row, col]
+                color = "white" if value > 0.6 else "black"
+                axis.text(col, row, f"{value:.2f}", ha="center", va="center", color=color)
+    ticks = range(n) if n <= 20 else range(0, n, max(1, n // 10))
+    axis.set_xticks(list(ticks))
+    axis.set_yticks(list(ticks))
+    axis.set_xlabel("skill predicted by the discriminator (argmax q(z|s))")
+    axis.set_ylabel("skill that ran")
+    subtitle = "" if accuracy is None else f"\naccuracy {accuracy:.2f} (chance {1 / n:.2f})"
+    axis.set_title(f"{title}{subtitle}", fontsize=10)
+    return _save(fig, path)
+
+
+def return_distribution(returns: np.ndarray, path: str | Path, title: str) -> Path:
+    """Extrinsic return of each skill: a box over its episodes, every episode a dot."""
+    plt = _pyplot()
+    n, episodes = returns.shape
+    colors = skill_colors(n)
+    fig, axis = plt.subplots(figsize=(max(6, 0.35 * n + 2), 4))
+    axis.boxplot(list(returns), positions=range(n), widths=0.6, showfliers=False)
+    jitter = np.linspace(-0.15, 0.15, episodes) if episodes > 1 else np.zeros(1)
+    for skill in range(n):
+        axis.scatter(skill + jitter, returns[skill], s=14, color=colors[skill], zorder=3)
+    best = int(returns.mean(axis=1).argmax())
+    axis.axvspan(best - 0.45, best + 0.45, color="gold", alpha=0.25, label=f"best: skill {best}")
+    axis.set_xticks(range(n) if n <= 30 else range(0, n, 5))
+    axis.set_xlabel("skill")
+    axis.set_ylabel(f"extrinsic return ({episodes} episodes)")
+    axis.grid(alpha=0.3, axis="y")
+    axis.legend(loc="best")
+    axis.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def trajectories(
+    positions: list[list[np.ndarray]],
+    path: str | Path,
+    title: str,
+    caption: str = "",
+    position: str = "position",
+) -> Path:
+    """Where each skill went, coloured by skill: x against steps, or the x-y path.
+    `positions[k][e]` is skill k's episode e, (T+1, 1) or (T+1, 2)."""
+    plt = _pyplot()
+    n = len(positions)
+    colors = skill_colors(n)
+    planar = positions[0][0].shape[1] >= 2
+    fig, axis = plt.subplots(figsize=(7, 5))
+    for skill, episodes in enumerate(positions):
+        for episode, trace in enumerate(episodes):
+            label = f"skill {skill}" if episode == 0 and n <= 20 else None
+            if planar:
+                axis.plot(trace[:, 0], trace[:, 1], color=colors[skill], lw=1, label=label)
+                axis.plot(trace[-1, 0], trace[-1, 1], "o", color=colors[skill], ms=3)
+            else:
+                axis.plot(trace[:, 0], color=colors[skill], lw=1, label=label)
+    if planar:
+        axis.set_xlabel(f"x ({position})")
+        axis.set_ylabel("y")
+        axis.set_aspect("equal", adjustable="datalim")
+    else:
+        axis.set_xlabel("environment step")
+        axis.set_ylabel(position)
+    axis.grid(alpha=0.3)
+    if n <= 20:
+        axis.legend(fontsize=7, ncol=2 if n > 10 else 1, loc="best")
+    axis.set_title(f"{title}\n{caption}" if caption else title, fontsize=10)
+    return _save(fig, path)

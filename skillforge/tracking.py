@@ -342,3 +342,62 @@ def log_onnx_models(
             client.log_artifacts(run_id, str(local), f"onnx/{name}")
             uris.append(f"runs:/{run_id}/onnx/{name}")
     return uris
+
+
+TAG_COVERAGE = "skillforge.coverage"
+
+
+def log_evaluation(
+    client,
+    run_id: str,
+    metrics: dict[str, float],
+    step: int,
+    folder: str | Path | None = None,
+    coverage_of: str = "",
+) -> None:
+    """Log an evaluation to a library's run: `metrics` as `eval/<name>` at `step` (a later
+    evaluation at the same step supersedes an earlier one), the files under `folder`
+    (`plots/`, `videos/`) as artifacts, and what the coverage bins are as a tag."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(f"eval/{key}", float(value), now, step) for key, value in metrics.items()]
+    for start in range(0, len(batch), 1000):
+        client.log_batch(run_id, metrics=batch[start : start + 1000])
+    if coverage_of:
+        client.set_tag(run_id, TAG_COVERAGE, coverage_of)
+    if folder is not None:
+        client.log_artifacts(run_id, str(folder))
+
+
+@dataclass(frozen=True)
+class LibraryRecord:
+    """A library with its run's latest metrics, params and tags (what `compare` reads)."""
+
+    info: LibraryInfo
+    experiment_id: str
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+
+
+def library_records(references: list[str], tracking_uri: str | None = None) -> list[LibraryRecord]:
+    """The libraries named by `references` (names or run ids; none: every library, newest
+    first), each with its run's data."""
+    client = connect(tracking_uri)
+    if references:
+        infos = [find_library(reference, tracking_uri) for reference in references]
+    else:
+        infos = list_libraries(tracking_uri)
+        if not infos:
+            find_library(None, tracking_uri)  # raises the "no libraries" error
+    records = []
+    for info in infos:
+        run = client.get_run(info.run_id)
+        data = run.data
+        records.append(
+            LibraryRecord(
+                info, run.info.experiment_id, dict(data.metrics), dict(data.params), dict(data.tags)
+            )
+        )
+    return records

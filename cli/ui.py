@@ -1,0 +1,54 @@
+"""`skillforge ui`."""
+
+from __future__ import annotations
+
+import signal
+from typing import Annotated
+
+import typer
+
+from cli.app import TrackingUri, app
+
+
+@app.command()
+def ui(
+    host: Annotated[
+        str, typer.Option(help="Address to bind. Anything but loopback exposes every run.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the UI.")] = 5000,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Open the MLflow UI on the store, to compare libraries side by side. Ctrl-C stops it."""
+    from skillforge.tracking import resolve_tracking_uri
+    from skillforge.ui import LOOPBACK, UiServer, is_server_store
+
+    uri = resolve_tracking_uri(tracking_uri)
+    if is_server_store(uri):
+        typer.echo(f"The store {uri} is an MLflow server: its UI is the server's own, at {uri}")
+        return
+    if host not in LOOPBACK:
+        typer.echo(
+            f"warning: binding to {host} exposes every run and model to your network, "
+            "with no authentication",
+            err=True,
+        )
+    server = UiServer(uri, host, port)
+    typer.echo(f"Starting the MLflow UI on {uri} ...", err=True)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        address = server.start()
+        typer.echo(f"MLflow UI: {address}  (store {uri}; Ctrl-C stops it)")
+        typer.echo(
+            "Compare libraries: open the experiment, tick the runs, press Compare "
+            "(eval/... metrics, plots/ and videos/ under Artifacts).",
+        )
+        server.wait()
+    except KeyboardInterrupt:
+        typer.echo("Stopping the MLflow UI.", err=True)
+    finally:
+        server.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt

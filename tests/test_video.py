@@ -1,0 +1,130 @@
+"""Pictures and videos are written, non-empty, of the right shape; rendering refusals are clear."""
+
+import ctypes.util
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from skillforge import evaluate, video
+from skillforge.envs import make_env
+from skillforge.library import LibrarySpec, SkillLibrary
+from skillforge.nets import Discriminator, TanhGaussianPolicy
+
+
+def random_library(env_id: str, n_skills: int, seed: int = 0) -> SkillLibrary:
+    """Untrained skills (random weights): enough to film and plot."""
+    import torch
+
+    torch.manual_seed(seed)
+    env = make_env(env_id)
+    spec = LibrarySpec.from_env(env_id, env, n_skills, hidden=16)
+    env.close()
+    policy = TanhGaussianPolicy(
+        spec.obs_dim + n_skills, spec.action_dim, 16, spec.action_low, spec.action_high
+    )
+    return SkillLibrary(spec, policy, Discriminator(spec.obs_dim, n_skills, 16), name="rand")
+
+
+def gif_frames(path) -> list[np.ndarray]:
+    with Image.open(path) as image:
+        frames = []
+        for index in range(image.n_frames):
+            image.seek(index)
+            frames.append(np.asarray(image.convert("RGB")))
+        return frames
+
+
+def test_pendulum_plots_and_videos_are_written(tmp_path):
+    library = random_library("Pendulum-v1", 3)
+    report = evaluate.evaluate(library, episodes=2, video=True, max_frames=8)
+    history = {"log_q_z": [(100, -1.0), (200, -0.5)], "eval/log_q_z": [(200, -0.7)]}
+    files = evaluate.write_files(report, tmp_path, history)
+    names = sorted(str(path.relative_to(tmp_path)) for path in files)
+    assert names == [
+        "plots/confusion_matrix.png",
+        "plots/learning_curve.png",
+        "plots/skill_returns.png",
+        "plots/trajectories.png",
+        "videos/all_skills.gif",
+        "videos/skill_00.gif",
+        "videos/skill_01.gif",
+        "videos/skill_02.gif",
+    ]
+    for path in files:
+        assert path.stat().st_size > 1000, path
+    with Image.open(tmp_path / "plots" / "confusion_matrix.png") as image:
+        assert image.size[0] > 300 and image.getextrema() != ((255, 255),) * 3
+    # Pendulum: 200 steps, 8 frames -> every 25th step, 25 * 0.05 s per frame (real time)
+    clip = gif_frames(tmp_path / "videos" / "skill_01.gif")
+    assert len(clip) == 8 and clip[0].shape == (128, 128, 3)
+    assert report.frame_seconds == pytest.approx(25 / 30)  # Pendulum renders at 30 fps
+    assert np.std(clip[0]) > 10  # a picture, not a blank frame
+    grid = gif_frames(tmp_path / "videos" / "all_skills.gif")
+    assert grid[0].shape == (256, 256, 3)  # 2 x 2 tiles for 3 skills
+    assert len(grid) >= 2  # Pillow merges identical frames; the pendulum moves
+
+
+def test_hopper_renders_headless_and_replayed_states_look_like_live_frames(tmp_path):
+    env_id = "Hopper-v5"
+    assert video.rendering_problem(env_id) is None  # EGL on this machine
+    settings = video.ClipSettings(size=64, every=5, max_frames=4, frame_seconds=0.04)
+    filmer = video.Filmer(env_id, 1, settings)
+    live = video.make_render_env(env_id, 64)
+    replay_source = filmer.make_env()
+    live_frames = []
+    rng = np.random.default_rng(0)
+    for env in (live, replay_source):
+        env.reset(seed=3)
+    for step in range(16):
+        if step % 5 == 0:
+            live_frames.append(video.render_frame(live, 64))
+            filmer.capture(0, replay_source, step)
+        action = rng.uniform(-1, 1, 3)
+        live.step(action)
+        replay_source.step(action)
+    replayed = filmer.clips()[0]
+    assert len(replayed) == len(live_frames) == 4
+    for shown, expected in zip(replayed, live_frames, strict=True):
+        assert shown.shape == (64, 64, 3)
+        assert np.abs(shown.astype(int) - expected.astype(int)).mean() < 1.0
+    assert np.std(replayed[-1]) > 10
+    live.close()
+    replay_source.close()
+
+
+def test_without_pygame_evaluation_goes_on_without_video(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pygame", None)  # `import pygame` fails
+    report = evaluate.evaluate(random_library("Pendulum-v1", 2), episodes=1, video=True)
+    assert report.frames == []
+    assert len(report.notes) == 1 and "pygame" in report.notes[0]
+    assert report.notes[0].startswith("no video: rendering Pendulum-v1 needs")
+    assert "log_q_z" in report.metrics()
+
+
+@pytest.mark.skipif(ctypes.util.find_library("OSMesa") is not None, reason="OSMesa installed")
+def test_a_missing_gl_library_names_the_system_package():
+    code = "from skillforge import video; print(video.rendering_problem('Hopper-v5'))"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"MUJOCO_GL": "osmesa", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    message = done.stdout.strip().splitlines()[-1]
+    assert "libosmesa6" in message and "MUJOCO_GL=osmesa" in message
+
+
+def test_headless_gl_defaults_to_egl_only_without_a_display(monkeypatch):
+    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv("DISPLAY", ":0")
+    video.use_headless_gl()
+    assert "MUJOCO_GL" not in os.environ
+    monkeypatch.delenv("DISPLAY")
+    video.use_headless_gl()
+    assert os.environ["MUJOCO_GL"] == "egl"
