@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
@@ -56,11 +57,20 @@ def pretrain(
     ] = None,
     tracking_uri: TrackingUri = None,
     threads: Annotated[int, typer.Option(help="torch threads (0: all cores).")] = 0,
+    store_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds to wait at the end for an unreachable tracking server before "
+            "giving up (the checkpoint stays; `skillforge library register` finishes later)."
+        ),
+    ] = 120.0,
 ) -> None:
     """Pretrain a library of N skills with DIAYN; every skill is registered in MLflow."""
     from skillforge.config import PretrainConfig, parse_alpha
     from skillforge.envs import make_env, resolve_env_id
 
+    if resume is not None and not resume.strip():
+        raise typer.BadParameter("--resume needs a library name, a run id or 'latest'")
     if resume is None and env is None:
         raise typer.BadParameter(
             "missing ENV (e.g. `skillforge pretrain hopper`), or pass --resume"
@@ -89,21 +99,35 @@ def pretrain(
     elif steps is not None and steps < 1:
         raise typer.BadParameter(f"--steps must be positive, got {steps}")
 
+    import mlflow  # noqa: F401  (its import sets its own log levels: quiet them after)
+
     from cli.progress import TrainingProgress, quiet_mlflow
     from skillforge import pipeline
     from skillforge.errors import TrainingInterrupted
 
     quiet_mlflow()
+    echo_warnings()
     progress = TrainingProgress()
     try:
         with progress:
             if resume is None:
                 result = pipeline.pretrain(
-                    config, tracking_uri, experiment, [progress], checkpoint_dir=checkpoint_dir
+                    config,
+                    tracking_uri,
+                    experiment,
+                    [progress],
+                    checkpoint_dir=checkpoint_dir,
+                    store_timeout=store_timeout,
                 )
             else:
                 result = pipeline.resume(
-                    resume, tracking_uri, None, steps, [progress], expected_env=env
+                    resume,
+                    tracking_uri,
+                    None,
+                    steps,
+                    [progress],
+                    expected_env=env,
+                    store_timeout=store_timeout,
                 )
     except TrainingInterrupted as stop:
         typer.echo(
@@ -112,16 +136,38 @@ def pretrain(
             err=True,
         )
         raise typer.Exit(130) from None
+    print_result(result)
+
+
+def print_result(result) -> None:
+    """The summary of a finished library."""
     library = result.library
     typer.echo(f"Library {library.name} ({library.spec.env_id}, {library.n_skills} skills)")
     typer.echo(f"  run id      {result.run_id}")
     typer.echo(f"  store       {result.tracking_uri}")
     typer.echo(f"  checkpoint  {result.checkpoint_path}")
-    if result.metrics:
+    metrics = result.metrics
+    if metrics and "best_skill" in metrics and "best_skill_return" in metrics:
         typer.echo(
-            f"  eval        log q(z|s) {result.metrics.get('log_q_z', float('nan')):.3f}, "
-            f"discriminator accuracy {result.metrics.get('discriminator_accuracy', 0):.2f}, "
-            f"best skill {int(result.metrics['best_skill'])} "
-            f"(return {result.metrics['best_skill_return']:.1f})"
+            f"  eval        log q(z|s) {metrics.get('log_q_z', float('nan')):.3f}, "
+            f"discriminator accuracy {metrics.get('discriminator_accuracy', 0):.2f}, "
+            f"best skill {int(metrics['best_skill'])} "
+            f"(return {metrics['best_skill_return']:.1f})"
         )
-    typer.echo(f"  registered  {len(result.models)} skills, e.g. {result.models[0]}")
+    if result.models:
+        typer.echo(f"  registered  {len(result.models)} skills, e.g. {result.models[0]}")
+
+
+class _EchoWarnings(logging.Handler):
+    """skillforge's warnings (store unreachable, back again...) as `warning: ...` on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        typer.echo(f"warning: {record.getMessage()}", err=True)
+
+
+def echo_warnings() -> None:
+    """Show skillforge's warnings on stderr, once (idempotent)."""
+    logger = logging.getLogger("skillforge")
+    if not any(isinstance(handler, _EchoWarnings) for handler in logger.handlers):
+        logger.addHandler(_EchoWarnings(logging.WARNING))
+        logger.propagate = False

@@ -164,6 +164,8 @@ def train(
 
     policy_input = np.zeros(spec.obs_dim + spec.n_skills, dtype=np.float32)
     window = _MetricWindow(len(METRIC_NAMES), device)
+    if resume_state is not None and "metric_window" in resume_state:
+        window.load_state_dict(resume_state["metric_window"], step)
     callbacks.on_start(
         {"step": step, "total_steps": config.total_steps, "spec": spec, "agent": agent}
     )
@@ -171,6 +173,7 @@ def train(
     def checkpoint() -> str:
         _assert_finite(agent, step)
         state = _checkpoint_state(config, spec, step, episode, agent, optimizer, buffer, sampler)
+        state["metric_window"] = window.state_dict()  # the next report averages the same steps
         path = str(save_checkpoint(state, checkpoint_path))
         callbacks.on_checkpoint(path, step)
         return path
@@ -254,6 +257,29 @@ class _MetricWindow:
         self.returns: dict[int, list[float]] = defaultdict(list)
         self.lengths: list[int] = []
         self.started, self.start_step = now, step
+
+    def state_dict(self) -> dict:
+        """The window so far, for checkpoints: after a resume the next report averages the
+        same updates and episodes as an uninterrupted run (its timing restarts)."""
+        return {
+            "sums": self.sums.cpu(),
+            "updates": self.updates,
+            "returns": {int(skill): list(returns) for skill, returns in self.returns.items()},
+            "lengths": list(self.lengths),
+            "timed": self.start_step is not None,
+        }
+
+    def load_state_dict(self, state: dict, step: int) -> None:
+        try:
+            self.sums = state["sums"].to(self.device).reshape(self.n_metrics)
+            self.updates = int(state["updates"])
+            returns = {int(k): [float(r) for r in v] for k, v in state["returns"].items()}
+            self.returns = defaultdict(list, returns)
+            self.lengths = [int(length) for length in state["lengths"]]
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as error:
+            raise CheckpointError(f"checkpoint has an unreadable metric window ({error})") from None
+        if state.get("timed"):
+            self.started, self.start_step = time.perf_counter(), step
 
     def add(self, metrics: torch.Tensor) -> None:
         self.sums += metrics  # stays on the device: no synchronisation per step

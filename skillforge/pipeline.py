@@ -1,25 +1,50 @@
-"""The public entry points: pretrain a library into MLflow, resume one, load one back."""
+"""The public entry points: pretrain a library into MLflow, resume one, register one, load one.
+
+What survives what:
+- kill -9 at any moment: the run is created with everything `--resume` needs in one
+  transaction; checkpoints are atomic; every metric report goes to a local journal before
+  the store; registration skips the skills already registered. `resume` continues from the
+  last complete checkpoint (or from step 0 if there was none yet), or completes the
+  evaluation and registration of a library whose training had finished.
+- the tracking server going away: training goes on, metrics wait in the journal and are
+  sent when it is back; if it is still gone at the end, the checkpoint is there and
+  `skillforge library register` finishes the job later.
+- divergence, disk full, read-only folders: a one-line error naming what happened, the last
+  good checkpoint kept, the failure recorded in the MLflow run.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import math
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from skillforge import tracking
-from skillforge.checkpoint import load_checkpoint
-from skillforge.config import PretrainConfig
+from skillforge.checkpoint import CheckpointWriteError, load_checkpoint, remove_stale_temp_files
+from skillforge.config import PretrainConfig, is_valid_name
 from skillforge.envs import resolve_env_id
 from skillforge.errors import (
     CheckpointError,
     ConfigError,
     LibraryNotFound,
+    SkillforgeError,
     TrainingDiverged,
     TrainingInterrupted,
 )
-from skillforge.library import SkillLibrary
+from skillforge.library import LibrarySpec, SkillLibrary
 
 CHECKPOINT_FILE = "checkpoint.pt"
+JOURNAL_FILE = "metrics.jsonl"
+DEFAULT_STORE_TIMEOUT = 120.0
+"""Seconds a finished run waits for an unreachable tracking store before giving up."""
+END_RECORD_TIMEOUT = 15.0
+"""Seconds an interrupted or failed run waits to record its end in an unreachable store."""
+
+logger = logging.getLogger("skillforge")
 
 
 @dataclass
@@ -46,33 +71,45 @@ def pretrain(
     callbacks=(),
     checkpoint_dir: str | Path = "checkpoints",
     eval_episodes: int = 1,
+    store_timeout: float = DEFAULT_STORE_TIMEOUT,
 ) -> PretrainResult:
-    """Pretrain a new skill library and track it as one MLflow run, every skill registered."""
+    """Pretrain a new skill library and track it as one MLflow run, every skill registered.
+
+    Refuses, before anything is written: a configuration that cannot fit in memory, a
+    checkpoint folder it cannot write, a library name already taken.
+    """
     from skillforge import __version__
 
+    _check_store_timeout(store_timeout)
+    check_resources(config)
+    root = checkpoint_root(checkpoint_dir)
     client = tracking.connect(tracking_uri)
+    if config.name:
+        tracking.refuse_taken_name(client, config.name)
+        _refuse_leftover_checkpoint(checkpoint_path_for(root, config.name))
     experiment_id = tracking.ensure_experiment(client, experiment)
-    if config.name and _name_taken(config.name, tracking_uri):
-        raise ConfigError(
-            f"a library named {config.name!r} already exists; pick another --name, "
-            f"or continue it with --resume {config.name}"
-        )
-    run = client.create_run(experiment_id, tags={tracking.TAG_KIND: "library"})
-    run_id = run.info.run_id
-    name = config.name or default_library_name(config.env_id, config.n_skills, run_id)
-    config = config.replace(name=name)
-    checkpoint_path = str((Path(checkpoint_dir) / name / CHECKPOINT_FILE).resolve())
-    client.set_tag(run_id, "mlflow.runName", name)
-    for key, value in {
-        tracking.TAG_LIBRARY: name,
+    tags = {
+        tracking.TAG_KIND: "library",
         tracking.TAG_ENV: config.env_id,
         tracking.TAG_SKILLS: str(config.n_skills),
-        tracking.TAG_CHECKPOINT: checkpoint_path,
-        tracking.TAG_STATUS: "running",
-    }.items():
-        client.set_tag(run_id, key, value)
+        tracking.TAG_STATUS: "starting",
+        tracking.TAG_STEP: "0",
+        tracking.TAG_TOTAL_STEPS: str(config.total_steps),
+        tracking.TAG_CHECKPOINT_ROOT: str(root),
+        tracking.TAG_CONFIG: json.dumps(config.to_dict()),
+    }
+    if config.name:
+        tags[tracking.TAG_LIBRARY] = config.name
+        tags[tracking.TAG_CHECKPOINT] = str(checkpoint_path_for(root, config.name))
+    run_id = tracking.create_library_run(client, experiment_id, config.name, tags)
+    if not config.name:  # the default name needs the run id: a second, single write
+        config = config.replace(name=default_library_name(config.env_id, config.n_skills, run_id))
+        _set_library_location(client, run_id, config, checkpoint_path_for(root, config.name))
+    checkpoint_path = str(checkpoint_path_for(root, config.name))
     tracking.log_params(client, run_id, {**config.to_params(), **_package_versions(__version__)})
-    return _run(client, run_id, config, checkpoint_path, callbacks, None, eval_episodes)
+    return _run(
+        client, run_id, config, checkpoint_path, callbacks, None, -1, eval_episodes, store_timeout
+    )
 
 
 def resume(
@@ -83,11 +120,19 @@ def resume(
     callbacks=(),
     eval_episodes: int = 1,
     expected_env: str | None = None,
+    store_timeout: float = DEFAULT_STORE_TIMEOUT,
 ) -> PretrainResult:
     """Continue a library's run from its last checkpoint (`reference`: name, run id, latest).
 
-    `expected_env`, when given, must name the library's environment (a guard for the CLI).
+    A run killed before its first checkpoint starts again from step 0 (same config, same
+    seed: the same result). A run whose training finished but whose evaluation or
+    registration did not (a kill, an unreachable store) is completed. `total_steps` larger
+    than the steps done extends a library. `expected_env`, when given, must name the
+    library's environment (a guard for the CLI).
     """
+    _check_store_timeout(store_timeout)
+    if reference is not None and not str(reference).strip():
+        raise ConfigError("--resume needs a library name, a run id or 'latest'")
     client = tracking.connect(tracking_uri)
     info = tracking.find_library(reference, tracking_uri, experiment)
     if expected_env is not None and resolve_env_id(expected_env) != info.env_id:
@@ -95,90 +140,385 @@ def resume(
             f"library {info.name} was trained on {info.env_id}, not {expected_env}; "
             f"run `skillforge pretrain --resume {info.name}`"
         )
-    state = load_checkpoint(_local_checkpoint(client, info))
-    config = PretrainConfig.from_dict(state["config"])
+    run = client.get_run(info.run_id)
+    config, checkpoint_path = _library_location(client, run, info)
+    state = _checkpoint_state(client, run, checkpoint_path)
+    name = Path(checkpoint_path).parent.name
+    if state is not None:
+        config = _config_of(state, name, checkpoint_path)
+    elif config is None:
+        raise CheckpointError(f"library {name} has no checkpoint at {checkpoint_path}")
     if total_steps is not None:
         config = config.replace(total_steps=total_steps)
-    if int(state["step"]) >= config.total_steps:
+    step = int(state["step"]) if state is not None else 0
+    status = run.data.tags.get(tracking.TAG_STATUS, "")
+    sent_step = int(run.data.tags.get(tracking.TAG_STEP, -1) or -1)
+    if step >= config.total_steps:
+        if status != "finished":  # trained, but evaluation or registration was cut short
+            return _complete(
+                client,
+                run.info.run_id,
+                config,
+                state,
+                checkpoint_path,
+                sent_step,
+                eval_episodes,
+                store_timeout,
+            )
         raise ConfigError(
-            f"library {info.name} already ran {int(state['step']):,} of its "
+            f"library {config.name} already ran {step:,} of its "
             f"{config.total_steps:,} steps; pass a larger --steps to continue it"
         )
-    client.set_tag(info.run_id, tracking.TAG_STATUS, "running")
-    client.log_param(info.run_id, "total_steps_resumed", str(config.total_steps))
-    return _run(client, info.run_id, config, info.checkpoint, callbacks, state, eval_episodes)
+    if state is None:
+        logger.warning("library %s has no checkpoint yet: starting it from step 0", config.name)
+    remove_stale_temp_files(checkpoint_path)
+    client.set_tag(info.run_id, tracking.TAG_TOTAL_STEPS, str(config.total_steps))
+    if not run.data.params:  # killed before its params were logged
+        from skillforge import __version__
 
-
-def _run(client, run_id, config, checkpoint_path, callbacks, state, eval_episodes):
-    import mlflow
-
-    from skillforge import diayn
-
-    tracker = tracking.MlflowTracker(client, run_id)
-    with mlflow.start_run(run_id=run_id) as active:
-        try:
-            result = diayn.train(config, checkpoint_path, [tracker, *callbacks], state)
-        except TrainingInterrupted as stop:
-            client.set_tag(run_id, tracking.TAG_STATUS, f"interrupted at step {stop.step}")
-            mlflow.end_run(status="KILLED")
-            raise TrainingInterrupted(stop.step, stop.checkpoint_path, run_id) from None
-        except TrainingDiverged as error:
-            client.set_tag(run_id, tracking.TAG_STATUS, f"diverged: {error}")
-            mlflow.end_run(status="FAILED")
-            raise
-        library = SkillLibrary(
-            result.spec, result.agent.sac.policy, result.agent.discriminator, config.name, run_id
+        tracking.log_params(
+            client, info.run_id, {**config.to_params(), **_package_versions(__version__)}
         )
-        library.policy.cpu()
-        library.discriminator.cpu()
-        metrics = _finish(client, active.info.run_id, library, result, eval_episodes)
-        models = tracking.register_skills(client, library, run_id, _example_observations(library))
-        client.set_tag(run_id, tracking.TAG_STATUS, "finished")
-    return PretrainResult(
-        library, run_id, client.tracking_uri, result.checkpoint_path, models, metrics
+    return _run(
+        client,
+        info.run_id,
+        config,
+        checkpoint_path,
+        callbacks,
+        state,
+        sent_step,
+        eval_episodes,
+        store_timeout,
     )
 
 
-def _finish(client, run_id, library, result, eval_episodes) -> dict[str, float]:
-    """Evaluate the skills, log the plot and the checkpoint; returns the eval metrics."""
-    from mlflow.entities import Metric
-
-    from skillforge import evaluate, plots
-
-    metrics = evaluate.evaluate_library(library, episodes=eval_episodes) if eval_episodes else {}
-    if metrics:
-        client.log_batch(
-            run_id,
-            metrics=[Metric(f"eval/{key}", v, 0, result.step) for key, v in metrics.items()],
+def register(
+    reference: str,
+    tracking_uri: str | None = None,
+    eval_episodes: int = 1,
+    store_timeout: float = DEFAULT_STORE_TIMEOUT,
+) -> PretrainResult:
+    """Finish a library whose training is done: send the metrics still in its journal,
+    evaluate it (unless already done), log the plot and checkpoint, register every skill not
+    yet registered. Safe to run again: nothing is logged or registered twice."""
+    _check_store_timeout(store_timeout)
+    client = tracking.connect(tracking_uri)
+    info = tracking.find_library(reference, tracking_uri)
+    run = client.get_run(info.run_id)
+    _, checkpoint_path = _library_location(client, run, info)
+    state = _checkpoint_state(client, run, checkpoint_path)
+    name = Path(checkpoint_path).parent.name
+    if state is None:
+        raise CheckpointError(
+            f"library {name} has no checkpoint yet; continue its training with: "
+            f"skillforge pretrain --resume {name}"
         )
-    history = {
-        key: tracking.metric_history(client, run_id, key)
-        for key in ("log_q_z", "discriminator_accuracy")
-    }
+    config = _config_of(state, name, checkpoint_path)
+    step = int(state["step"])
+    if step < config.total_steps:
+        raise ConfigError(
+            f"library {name} stopped at step {step:,} of {config.total_steps:,}; continue its "
+            f"training with: skillforge pretrain --resume {name}"
+        )
+    sent_step = int(run.data.tags.get(tracking.TAG_STEP, -1) or -1)
+    return _complete(
+        client,
+        info.run_id,
+        config,
+        state,
+        checkpoint_path,
+        sent_step,
+        eval_episodes,
+        store_timeout,
+    )
+
+
+def _run(
+    client,
+    run_id,
+    config,
+    checkpoint_path,
+    callbacks,
+    state,
+    sent_step,
+    eval_episodes,
+    store_timeout,
+) -> PretrainResult:
+    """Train (from `state` if given), then complete the library."""
+    from skillforge import diayn
+
+    tracker = tracking.BufferedTracker(client, run_id, _journal(checkpoint_path, run_id), sent_step)
+    if state is not None:
+        tracker.last_checkpoint = (checkpoint_path, int(state["step"]))
+    client.set_tag(run_id, tracking.TAG_STATUS, "running")
+    client.update_run(run_id, status="RUNNING")
+    try:
+        result = diayn.train(config, checkpoint_path, [tracker, *callbacks], state)
+    except TrainingInterrupted as stop:
+        _record_end(tracker, run_id, f"interrupted at step {stop.step}", "KILLED")
+        raise TrainingInterrupted(stop.step, stop.checkpoint_path, run_id) from None
+    except TrainingDiverged as error:
+        message = f"training diverged: {error}; {_last_good(tracker)}"
+        _record_end(tracker, run_id, f"diverged: {error}", "FAILED")
+        raise TrainingDiverged(
+            f"{message}; the failure is recorded in MLflow run {run_id}"
+        ) from None
+    except CheckpointWriteError as error:
+        _record_end(tracker, run_id, f"failed: {error}", "FAILED")
+        raise CheckpointWriteError(
+            error.errno,
+            f"{error}; free some space or make the folder writable, then continue with: "
+            f"skillforge pretrain --resume {config.name}",
+        ) from None
+    except BaseException:
+        tracker.close(timeout=5.0)
+        raise
+    library = SkillLibrary(
+        result.spec, result.agent.sac.policy, result.agent.discriminator, config.name, run_id
+    )
+    library.policy.cpu()
+    library.discriminator.cpu()
+    return _complete_library(
+        client,
+        tracker,
+        run_id,
+        config,
+        library,
+        result.step,
+        result.checkpoint_path,
+        eval_episodes,
+        store_timeout,
+    )
+
+
+def _complete(
+    client, run_id, config, state, checkpoint_path, sent_step, eval_episodes, store_timeout
+) -> PretrainResult:
+    """Complete a library whose training finished, from its final checkpoint `state`."""
+    spec = LibrarySpec.from_dict(state["spec"])
+    try:
+        library = SkillLibrary.from_state_dict(spec, state["agent"], name=config.name)
+    except (KeyError, RuntimeError, ValueError, TypeError) as error:
+        raise CheckpointError(
+            f"{checkpoint_path} does not hold a skill library ({error})"
+        ) from None
+    library.run_id = run_id
+    tracker = tracking.BufferedTracker(client, run_id, _journal(checkpoint_path, run_id), sent_step)
+    return _complete_library(
+        client,
+        tracker,
+        run_id,
+        config,
+        library,
+        int(state["step"]),
+        checkpoint_path,
+        eval_episodes,
+        store_timeout,
+    )
+
+
+def _complete_library(
+    client, tracker, run_id, config, library, step, checkpoint_path, eval_episodes, store_timeout
+) -> PretrainResult:
+    """Evaluate (unless the journal has it), wait for the store to have every metric, log
+    the plot and the checkpoint, register the skills not yet registered, mark it finished."""
+    import mlflow
+
+    from skillforge import evaluate
+
+    metrics = tracker.evaluation(step)
+    if metrics is None:
+        metrics = (
+            evaluate.evaluate_library(library, episodes=eval_episodes) if eval_episodes else {}
+        )
+    if metrics:
+        tracker.log_evaluation(step, metrics)
+    later = f"skillforge library register {run_id} --tracking-uri {client.tracking_uri}"
+    if not tracker.close(timeout=store_timeout):
+        raise tracking.StoreUnavailable(
+            f"library {config.name} is trained (step {step:,}) and saved in {checkpoint_path}, "
+            f"but the tracking store {client.tracking_uri} did not take its metrics within "
+            f"{store_timeout:g} s ({tracker.last_problem or 'no answer'}); they are kept in "
+            f"{tracker.journal.path}. When the store is back, finish with: {later}"
+        )
+    try:
+        _log_plot(client, tracker, run_id, library)
+        client.log_artifact(run_id, checkpoint_path, "checkpoint")
+        with mlflow.start_run(run_id=run_id):
+            models = tracking.register_skills(
+                client, library, run_id, _example_observations(library), step
+            )
+            client.set_tag(run_id, tracking.TAG_STATUS, "finished")
+    except SkillforgeError:
+        raise
+    except Exception as error:  # the store failed mid-way: nothing is lost, retry later
+        raise tracking.StoreUnavailable(
+            f"registering library {config.name} failed ({_first_line(error)}); "
+            f"its training is complete and saved in {checkpoint_path}; retry with: {later}"
+        ) from error
+    return PretrainResult(library, run_id, client.tracking_uri, checkpoint_path, models, metrics)
+
+
+def _log_plot(client, tracker, run_id, library) -> None:
+    from skillforge import plots
+
+    history = {}
+    for key in ("log_q_z", "discriminator_accuracy"):
+        history[key] = tracker.history(key) or tracking.metric_history(client, run_id, key)
     with tempfile.TemporaryDirectory() as folder:
         title = f"{library.name}: {library.spec.env_id}, {library.n_skills} skills"
         plot = plots.learning_curve(
             history, Path(folder) / "learning_curve.png", title, library.n_skills
         )
         client.log_artifact(run_id, str(plot), "plots")
-    client.log_artifact(run_id, result.checkpoint_path, "checkpoint")
-    return metrics
 
 
-def _example_observations(library: SkillLibrary, rows: int = 4):
-    """A few real observations of the library's env (the registry's input example)."""
-    import numpy as np
+def _record_end(tracker, run_id: str, status: str, mlflow_status: str) -> None:
+    """Record how a run ended (tag and MLflow status); warn if the store cannot take it."""
+    tracker.set_tags({tracking.TAG_STATUS: status})
+    delivered = tracker.close(timeout=END_RECORD_TIMEOUT)
+    try:
+        if not delivered:
+            raise SkillforgeError(tracker.last_problem or "no answer")
+        tracker.client.set_terminated(run_id, mlflow_status)
+    except Exception as error:
+        logger.warning(
+            "could not record the end of run %s in the tracking store (%s); its metrics are "
+            "kept in %s",
+            run_id,
+            _first_line(error),
+            tracker.journal.path if tracker.journal else "memory only",
+        )
 
-    from skillforge.envs import make_env
 
-    env = make_env(library.spec.env_id)
-    obs, _ = env.reset(seed=0)
-    observations = [obs]
-    for _ in range(rows - 1):
-        obs, *_ = env.step(env.action_space.sample())
-        observations.append(obs)
-    env.close()
-    return np.asarray(observations, dtype=np.float32)
+def _last_good(tracker) -> str:
+    if tracker.last_checkpoint is None:
+        return "no checkpoint had been written yet"
+    path, step = tracker.last_checkpoint
+    return f"the last good checkpoint (step {step:,}) is kept in {path}"
+
+
+def _journal(checkpoint_path: str, run_id: str) -> tracking.MetricJournal:
+    return tracking.MetricJournal(Path(checkpoint_path).parent / JOURNAL_FILE, run_id)
+
+
+# -- where a library lives --------------------------------------------------------------------
+
+
+def checkpoint_root(checkpoint_dir: str | os.PathLike) -> Path:
+    """The absolute checkpoint folder, created and checked writable (else a ConfigError)."""
+    text = os.fspath(checkpoint_dir)
+    if not text.strip() or "\x00" in text:
+        raise ConfigError(f"--checkpoint-dir must name a folder, got {text!r}")
+    root = Path(os.path.expanduser(text)).resolve()  # like a shell: an unknown ~user stays
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".skillforge-write-test-"):
+            pass
+    except OSError as error:
+        raise ConfigError(
+            f"cannot write checkpoints to {root}: {error.strerror or error}"
+        ) from None
+    return root
+
+
+def checkpoint_path_for(root: Path, name: str) -> Path:
+    """`root/<name>/checkpoint.pt`, refusing any name that would land outside `root`."""
+    if not is_valid_name(name):
+        raise ConfigError(f"{name!r} is not a valid library name")
+    path = (root / name / CHECKPOINT_FILE).resolve()
+    if path.parent.parent != root.resolve():
+        raise ConfigError(f"library {name!r} would be written outside {root}")
+    return path
+
+
+def _refuse_leftover_checkpoint(path: Path) -> None:
+    if path.exists():
+        raise ConfigError(
+            f"{path} already holds a checkpoint (of a library no longer in this store?); "
+            "move it away or pick another --name"
+        )
+
+
+def _set_library_location(client, run_id: str, config: PretrainConfig, path: Path) -> None:
+    from mlflow.entities import RunTag
+
+    tags = {
+        tracking.TAG_LIBRARY: config.name,
+        tracking.TAG_CHECKPOINT: str(path),
+        tracking.TAG_CONFIG: json.dumps(config.to_dict()),
+    }
+    client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
+    client.set_tag(run_id, "mlflow.runName", config.name)
+
+
+def _library_location(client, run, info: tracking.LibraryInfo) -> tuple[PretrainConfig | None, str]:
+    """The library's config as recorded at creation (None for libraries made before that
+    was recorded) and its checkpoint path, checked: the name must be valid and the path
+    `<folder>/<name>/checkpoint.pt`, whatever the store says."""
+    tags = run.data.tags
+    try:
+        config = PretrainConfig.from_dict(json.loads(tags[tracking.TAG_CONFIG]))
+    except KeyError:
+        config = None  # a library made before the config tag existed
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(
+            f"run {run.info.run_id} has an unreadable {tracking.TAG_CONFIG} tag ({error})"
+        ) from None
+    name = info.name
+    if not name and config is not None:  # killed before its default name was written
+        name = default_library_name(config.env_id, config.n_skills, run.info.run_id)
+    if not is_valid_name(name):
+        raise LibraryNotFound(f"run {run.info.run_id} does not hold a library with a valid name")
+    checkpoint = info.checkpoint
+    if not checkpoint and tags.get(tracking.TAG_CHECKPOINT_ROOT):
+        checkpoint = str(checkpoint_path_for(Path(tags[tracking.TAG_CHECKPOINT_ROOT]), name))
+    path = Path(checkpoint)
+    if not (path.is_absolute() and path.name == CHECKPOINT_FILE and path.parent.name == name):
+        raise CheckpointError(
+            f"library {name} records its checkpoint as {checkpoint or '(nothing)'}, not "
+            f"<folder>/{name}/{CHECKPOINT_FILE}; refusing to read or write there"
+        )
+    if config is not None:
+        config = config.replace(name=name)
+        if not info.name:
+            _set_library_location(client, run.info.run_id, config, path)
+    return config, str(path)
+
+
+def _config_of(state: dict, name: str, checkpoint_path: str) -> PretrainConfig:
+    """The config stored in a checkpoint, renamed to its library (a foreign or tampered
+    checkpoint is a CheckpointError, never a traceback)."""
+    try:
+        int(state["step"])
+        return PretrainConfig.from_dict({**dict(state["config"]), "name": name})
+    except ConfigError as error:
+        raise CheckpointError(f"{checkpoint_path} holds an invalid config ({error})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise CheckpointError(
+            f"{checkpoint_path} does not hold a skillforge pretraining state ({error!r})"
+        ) from None
+
+
+def _checkpoint_state(client, run, checkpoint_path: str) -> dict | None:
+    """The library's last complete checkpoint: the local file, else the copy in its MLflow
+    artifacts; None if it never wrote one (a refusal if one was written but is gone)."""
+    if Path(checkpoint_path).exists():
+        return load_checkpoint(checkpoint_path)
+    folder = tempfile.mkdtemp(prefix="skillforge-")
+    try:
+        local = client.download_artifacts(run.info.run_id, f"checkpoint/{CHECKPOINT_FILE}", folder)
+    except Exception:
+        local = None
+    if local is not None:
+        return load_checkpoint(local)
+    written = run.data.tags.get(tracking.TAG_CHECKPOINT_STEP)
+    if written:
+        raise CheckpointError(
+            f"the checkpoint of step {int(written):,} is gone from {checkpoint_path} and from "
+            "the MLflow artifacts; cannot continue this library"
+        )
+    return None
 
 
 def _local_checkpoint(client, info: tracking.LibraryInfo) -> str:
@@ -195,12 +535,64 @@ def _local_checkpoint(client, info: tracking.LibraryInfo) -> str:
         ) from None
 
 
-def _name_taken(name: str, tracking_uri: str | None) -> bool:
-    try:
-        tracking.find_library(name, tracking_uri)
-    except LibraryNotFound:
-        return False
-    return True
+# -- refusals before anything is written ------------------------------------------------------
+
+
+def check_resources(config: PretrainConfig) -> None:
+    """Refuse a configuration this machine cannot hold in memory (replay buffer, networks,
+    a batch's activations) or a thread count it cannot run, before anything starts."""
+    from skillforge.envs import make_env
+
+    cores = os.cpu_count() or 1
+    if config.threads > max(16, 4 * cores):
+        raise ConfigError(
+            f"--threads {config.threads} is more than this machine can use ({cores} cores); "
+            "use 0 (all cores) or a number up to the cores"
+        )
+    env = make_env(config.env_id)
+    obs_dim = int(env.observation_space.shape[0])
+    action_dim = int(env.action_space.shape[0])
+    env.close()
+    replay = config.buffer_size * (4 * (2 * obs_dim + action_dim + 2) + 8)
+    hidden, inputs = config.hidden, obs_dim + config.n_skills
+    layer = inputs * hidden + hidden * hidden
+    parameters = layer + hidden * 2 * action_dim  # policy
+    parameters += 4 * (layer + action_dim * hidden + hidden)  # twin critics and their targets
+    parameters += obs_dim * hidden + hidden * hidden + hidden * config.n_skills  # discriminator
+    networks = parameters * 4 * 4  # weights, gradients, two Adam moments
+    activations = config.batch_size * (inputs + 4 * hidden + config.n_skills) * 4 * 8
+    need = replay + networks + activations
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > 0.8 * have:
+        raise ConfigError(
+            f"this configuration needs about {need / 1e9:,.1f} GB of memory (replay buffer "
+            f"{replay / 1e9:,.1f} GB, networks {networks / 1e9:,.1f} GB, a batch "
+            f"{activations / 1e9:,.1f} GB) and this machine has {have / 1e9:,.1f} GB; "
+            "lower --buffer-size, --skills, --hidden or --batch-size"
+        )
+
+
+def _check_store_timeout(store_timeout: float) -> None:
+    if not (math.isfinite(store_timeout) and 0 <= store_timeout <= 7 * 24 * 3600):
+        raise ConfigError(
+            f"--store-timeout must be a number of seconds from 0 to one week, got {store_timeout}"
+        )
+
+
+def _example_observations(library: SkillLibrary, rows: int = 4):
+    """A few real observations of the library's env (the registry's input example)."""
+    import numpy as np
+
+    from skillforge.envs import make_env
+
+    env = make_env(library.spec.env_id)
+    obs, _ = env.reset(seed=0)
+    observations = [obs]
+    for _ in range(rows - 1):
+        obs, *_ = env.step(env.action_space.sample())
+        observations.append(obs)
+    env.close()
+    return np.asarray(observations, dtype=np.float32)
 
 
 def _package_versions(version: str) -> dict[str, str]:
@@ -225,3 +617,8 @@ def load_library(
     library = SkillLibrary.from_checkpoint(_local_checkpoint(client, info), name=info.name)
     library.run_id = info.run_id
     return library
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__

@@ -1,0 +1,162 @@
+"""The tracking server goes away mid-run: a real `mlflow server` on loopback, stopped while
+two pretraining runs log to it. Training goes on with a warning, metrics wait in the
+run's journal. The server comes back while run A waits for it: A sends everything and
+registers its skills. Run B gives up first: it ends with its checkpoint and the command
+that registers it later, and that command, once the server is back, completes it."""
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from cli.main import app
+
+BIN = Path(sys.executable).parent
+TINY = (
+    "--skills 4 --hidden 32 --batch-size 32 --buffer-size 1000 --learning-starts 100 "
+    "--checkpoint-every 500 --threads 1 --steps 1500"
+).split()
+REPORT_STEPS = [500, 1000, 1500]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """`mlflow server` on 127.0.0.1 with a sqlite store; start, stop, start again."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.port = folder, free_port()
+        self.db = folder / "server.db"
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.process = None
+
+    def start(self) -> None:
+        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        command = [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{self.db}"]
+        command += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        log = open(self.folder / "server.log", "a")  # noqa: SIM115 (the server owns it)
+        self.process = subprocess.Popen(
+            command, cwd=self.folder, env=env, stdout=log, stderr=log, start_new_session=True
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, (self.folder / "server.log").read_text()[-2000:]
+            try:
+                if requests.get(f"{self.uri}/health", timeout=1).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        raise AssertionError("mlflow server did not start within 120 s")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)  # the server and its workers: our group
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=15)
+
+    def logged_step(self, library: str) -> int:
+        """The step tag of a library's run, read straight from the server's database."""
+        sql = (
+            "SELECT s.value FROM tags s JOIN tags n ON s.run_uuid = n.run_uuid "
+            "WHERE s.key = 'skillforge.step' AND n.key = 'skillforge.library' AND n.value = ?"
+        )
+        try:
+            with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=1) as connection:
+                rows = connection.execute(sql, (library,)).fetchall()
+        except sqlite3.OperationalError:
+            return -1
+        return int(rows[0][0]) if rows else -1
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_training_survives_the_tracking_server_going_away(tmp_path):
+    server = Server(tmp_path)
+    runs = {}
+    try:
+        server.start()
+        env = {**os.environ, "MUJOCO_GL": "egl", "PYTHONUNBUFFERED": "1"}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        for name, timeout in (("waits", "300"), ("gives-up", "3")):
+            command = [sys.executable, "-m", "cli.main", "pretrain", "pendulum", "--name", name]
+            command += [*TINY, "--tracking-uri", server.uri, "--store-timeout", timeout]
+            runs[name] = subprocess.Popen(
+                command,
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        wait_for(
+            lambda: all(server.logged_step(name) >= 500 for name in runs),
+            180,
+            "the first metric report of both runs",
+        )
+        server.stop()  # mid-run: both are still training
+        assert all(process.poll() is None for process in runs.values())
+
+        _, gave_up_err = runs["gives-up"].communicate(timeout=300)
+        assert runs["gives-up"].returncode == 1, gave_up_err
+        assert "does not answer" in gave_up_err and "training goes on" in gave_up_err
+        errors = [line for line in gave_up_err.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and "Traceback" not in gave_up_err, gave_up_err
+        assert "is trained (step 1,500)" in errors[0]
+        assert "finish with: skillforge library register" in errors[0]
+        register_later = errors[0].split("finish with: ", 1)[1].split()
+        checkpoint = tmp_path / "checkpoints" / "gives-up" / "checkpoint.pt"
+        assert checkpoint.is_file()
+
+        server.start()  # back, while "waits" is still waiting
+        _, waited_err = runs["waits"].communicate(timeout=300)
+        assert runs["waits"].returncode == 0, waited_err
+        assert "does not answer" in waited_err and "answers again" in waited_err
+
+        assert register_later[:3] == ["skillforge", "library", "register"]
+        result = CliRunner().invoke(app, register_later[1:])
+        assert result.exit_code == 0, result.output
+
+        client = MlflowClient(server.uri)
+        for name in runs:
+            run = client.search_runs(
+                [e.experiment_id for e in client.search_experiments()],
+                filter_string=f"tags.`skillforge.library` = '{name}'",
+            )[0]
+            assert run.info.status == "FINISHED", name
+            assert run.data.tags["skillforge.status"] == "finished", name
+            for key in ("log_q_z", "critic_loss", "extrinsic_return"):
+                steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
+                assert steps == REPORT_STEPS, (name, key, steps)  # nothing lost, nothing twice
+            evaluations = client.get_metric_history(run.info.run_id, "eval/best_skill_return")
+            assert len(evaluations) == 1, name
+            for skill in range(4):
+                versions = client.search_model_versions(f"name = '{name}.skill-{skill:02d}'")
+                assert len(versions) == 1, (name, skill)
+    finally:
+        for process in runs.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        server.stop()
