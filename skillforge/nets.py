@@ -83,16 +83,15 @@ class TwinCritic(nn.Module):
     ) -> torch.Tensor:
         """Q values, shape (n_critics, batch). `detach_weights` lets gradients reach only the
         inputs (the actor loss needs dQ/da, not dQ/dtheta)."""
+        weights, biases = list(self.weights), list(self.biases)
+        if detach_weights:
+            weights, biases = [w.detach() for w in weights], [b.detach() for b in biases]
         x = torch.cat([state, action], dim=-1).unsqueeze(0)  # (1, batch, in_dim)
-        x = x.expand(self.weights[0].shape[0], -1, -1)  # (n_critics, batch, in_dim)
-        last = len(self.weights) - 1
-        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
-            if detach_weights:
-                weight, bias = weight.detach(), bias.detach()
-            x = torch.baddbmm(bias, x, weight)
-            if i < last:
-                x = F.relu(x)
-        return x.squeeze(-1)
+        x = x.expand(weights[0].shape[0], -1, -1)  # (n_critics, batch, in_dim)
+        for weight, bias in zip(weights[:-1], biases[:-1], strict=True):
+            x = torch.baddbmm(bias, x, weight).relu_()  # in place: baddbmm keeps its inputs
+        # one output unit: multiply-and-sum beats a batched matmul with a width-1 result
+        return (x * weights[-1].mT).sum(-1) + biases[-1].squeeze(-1)
 
 
 def _uniform(shape: tuple[int, ...], bound: float) -> torch.Tensor:

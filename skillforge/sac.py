@@ -69,14 +69,14 @@ class SAC(nn.Module):
         alpha = self.alpha
         with torch.no_grad():
             next_action, next_log_pi = self.policy.sample(next_state)
-            next_q = self.target_critic(next_state, next_action).min(dim=0).values
+            next_q = self.target_critic(next_state, next_action).amin(dim=0)  # min of the twins
             soft_next_value = next_q - alpha * next_log_pi
             q_target = reward + self.gamma * (1.0 - terminated) * soft_next_value  # (batch,)
         q = self.critic(state, action)  # (2, batch)
         critic_loss = 0.5 * (q - q_target).pow(2).mean(dim=1).sum()
 
         new_action, log_pi = self.policy.sample(state)
-        q_new = self.critic(state, new_action, detach_weights=True).min(dim=0).values
+        q_new = self.critic(state, new_action, detach_weights=True).amin(dim=0)
         actor_loss = (alpha * log_pi - q_new).mean()
 
         if self.learn_alpha:
