@@ -190,7 +190,7 @@ def train(
                 policy_input[spec.obs_dim + episode.skill] = 1.0
                 with torch.no_grad():
                     state = torch.from_numpy(policy_input).to(device)[None]
-                    action = agent.sac.policy.sample(state)[0][0].cpu().numpy()
+                    action = agent.sac.policy.explore(state)[0].cpu().numpy()
             next_obs, reward, terminated, truncated, _ = env.step(action)
             buffer.add(obs, episode.skill, action, reward, next_obs, terminated)
             episode.actions.append(np.asarray(action, dtype=np.float32))

@@ -47,14 +47,20 @@ class TanhGaussianPolicy(nn.Module):
     def sample(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A reparameterised action in env units and its log-probability, shape (batch,)."""
         mean, log_std = self(state)
-        std = log_std.exp()
-        pre_tanh = mean + std * torch.randn_like(mean)
-        squashed = torch.tanh(pre_tanh)
-        # log N(pre_tanh; mean, std) - log|d action / d pre_tanh|, summed over action dims
-        gaussian_log_prob = -0.5 * ((pre_tanh - mean) / std) ** 2 - log_std - _HALF_LOG_2PI
+        noise = torch.randn_like(mean)
+        squashed = torch.tanh(mean + log_std.exp() * noise)
+        # log N(pre_tanh; mean, std) - log|d action / d pre_tanh|, summed over action dims;
+        # (pre_tanh - mean) / std is the noise itself
+        gaussian_log_prob = -0.5 * noise.pow(2) - log_std - _HALF_LOG_2PI
         log_det = torch.log(self.action_scale * (1 - squashed.pow(2)) + 1e-6)
         log_prob = (gaussian_log_prob - log_det).sum(-1)
         return squashed * self.action_scale + self.action_bias, log_prob
+
+    def explore(self, state: torch.Tensor) -> torch.Tensor:
+        """The action of `sample` alone (same noise draw), for acting in the environment."""
+        mean, log_std = self(state)
+        squashed = torch.tanh(mean + log_std.exp() * torch.randn_like(mean))
+        return squashed * self.action_scale + self.action_bias
 
     def deterministic(self, state: torch.Tensor) -> torch.Tensor:
         """The mode used by frozen skills: tanh of the mean, scaled to the bounds."""
