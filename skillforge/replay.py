@@ -23,15 +23,20 @@ class Batch(NamedTuple):
 
 class ReplayBuffer:
     """Ring buffer. Arrays are torch CPU tensors with numpy views: numpy for cheap single-row
-    writes from the env loop, torch for indexed batch reads."""
+    writes from the env loop, torch for indexed batch reads.
+
+    The float columns are slices of one (capacity, width) table, so that a minibatch is one
+    row gather (and one host-to-device copy) instead of one per column."""
 
     def __init__(self, capacity: int, obs_dim: int, action_dim: int) -> None:
         self.capacity = capacity
-        self.obs = torch.zeros(capacity, obs_dim)
-        self.next_obs = torch.zeros(capacity, obs_dim)
-        self.action = torch.zeros(capacity, action_dim)
-        self.reward = torch.zeros(capacity)
-        self.terminated = torch.zeros(capacity)
+        # float columns of the table: obs, action, next_obs, reward, terminated
+        self._widths = [obs_dim, action_dim, obs_dim, 1, 1]
+        self.table = torch.zeros(capacity, sum(self._widths))
+        self.obs, self.action, self.next_obs, reward, terminated = self.table.split(
+            self._widths, dim=1
+        )
+        self.reward, self.terminated = reward.squeeze(1), terminated.squeeze(1)
         self.skill = torch.zeros(capacity, dtype=torch.int64)
         self._columns = ("obs", "skill", "action", "reward", "next_obs", "terminated")
         self._views = {name: getattr(self, name).numpy() for name in self._columns}
@@ -59,9 +64,10 @@ class ReplayBuffer:
     ) -> Batch:
         """Uniformly sample `batch_size` stored transitions (with replacement)."""
         index = torch.randint(self.size, (batch_size,), generator=generator)
-        return Batch(
-            *(getattr(self, name).index_select(0, index).to(device) for name in self._columns)
-        )
+        rows = self.table.index_select(0, index).to(device)
+        obs, action, next_obs, reward, terminated = rows.split(self._widths, dim=1)
+        skill = self.skill.index_select(0, index).to(device)
+        return Batch(obs, skill, action, reward.squeeze(1), next_obs, terminated.squeeze(1))
 
     def state_dict(self) -> dict[str, torch.Tensor | int]:
         """The filled part of the buffer plus its cursor (for checkpoints)."""
