@@ -95,6 +95,8 @@ def _soak_library(name, workdir, kills_left, rng, report, log) -> int:
     checkpoint = workdir / "checkpoints" / name / "checkpoint.pt"
     killed = 0
     while True:
+        if _library_complete(db, name):  # the last kill came after everything was done
+            return killed
         target = TARGETS[(report.kills + killed) % len(TARGETS)] if killed < kills_left else None
         exists = _library_exists(db, name)
         args = ["--resume", name] if exists else ["pendulum", "--name", name, *CLI_OPTIONS]
@@ -123,6 +125,7 @@ def _soak_library(name, workdir, kills_left, rng, report, log) -> int:
 def _start(workdir: Path, args: list[str], label: str) -> subprocess.Popen:
     env = {**os.environ, "MUJOCO_GL": "egl", "PYTHONUNBUFFERED": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("MLFLOW_REGISTRY_URI", None)
     command = [sys.executable, "-m", "cli.main", "pretrain", *args]
     command += ["--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}"]
     if "--resume" not in args:
@@ -239,6 +242,17 @@ def _library_exists(db: Path, name: str) -> bool:
     return bool(rows and rows[0][0])
 
 
+def _library_complete(db: Path, name: str) -> bool:
+    sql = (
+        "SELECT count(*) FROM runs r JOIN tags n ON r.run_uuid = n.run_uuid "
+        "JOIN tags s ON r.run_uuid = s.run_uuid WHERE n.key = 'skillforge.library' "
+        "AND n.value = ? AND s.key = 'skillforge.status' AND s.value = 'finished' "
+        "AND r.status = 'FINISHED'"
+    )
+    rows = _query(db, sql, name)
+    return bool(rows and rows[0][0])
+
+
 def _registered_versions(db: Path, name: str) -> int:
     rows = _query(db, "SELECT count(*) FROM model_versions WHERE name LIKE ?", f"{name}.skill-%")
     return rows[0][0] if rows else 0
@@ -306,7 +320,7 @@ def _verify_library(name: str, workdir: Path, reference: Reference, report: Soak
             problem(f"weights {key} differ from the uninterrupted run")
 
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, registry_uri=uri)  # never a registry set elsewhere
     runs = client.search_runs(
         [e.experiment_id for e in client.search_experiments()],
         filter_string=f"tags.`skillforge.library` = '{name}'",
@@ -335,6 +349,7 @@ def _verify_library(name: str, workdir: Path, reference: Reference, report: Soak
         problem(f"{len(evaluations)} evaluations logged, expected 1")
 
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     observations = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
     for skill in range(N_SKILLS):
         model = f"{name}.skill-{skill:02d}"

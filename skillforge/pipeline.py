@@ -154,7 +154,7 @@ def resume(
     status = run.data.tags.get(tracking.TAG_STATUS, "")
     sent_step = int(run.data.tags.get(tracking.TAG_STEP, -1) or -1)
     if step >= config.total_steps:
-        if status != "finished":  # trained, but evaluation or registration was cut short
+        if status != "finished" or run.info.status != "FINISHED":  # completion cut short
             return _complete(
                 client,
                 run.info.run_id,
@@ -333,11 +333,18 @@ def _complete_library(
         )
     if metrics:
         tracker.log_evaluation(step, metrics)
-    later = f"skillforge library register {run_id} --tracking-uri {client.tracking_uri}"
+    store = tracking.shown_uri(client.tracking_uri)
+    later = f"skillforge library register {run_id} --tracking-uri {store}"
+    if tracker.store_down_for is not None:
+        logger.warning(
+            "training is done; waiting up to %g s (--store-timeout) for the tracking store %s",
+            store_timeout,
+            store,
+        )
     if not tracker.close(timeout=store_timeout):
         raise tracking.StoreUnavailable(
             f"library {config.name} is trained (step {step:,}) and saved in {checkpoint_path}, "
-            f"but the tracking store {client.tracking_uri} did not take its metrics within "
+            f"but the tracking store {store} did not take its metrics within "
             f"{store_timeout:g} s ({tracker.last_problem or 'no answer'}); they are kept in "
             f"{tracker.journal.path}. When the store is back, finish with: {later}"
         )

@@ -52,6 +52,20 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     return uri
 
 
+def shown_uri(uri: str) -> str:
+    """A tracking URI fit for a message or a log: a password in it is masked."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(uri)
+        if parts.password is None:
+            return uri
+        port = f":{parts.port}" if parts.port else ""
+        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{parts.hostname}{port}"))
+    except ValueError:  # not a URL we can take apart: show nothing of it but the scheme
+        return uri.split("://", 1)[0] + "://..."
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a sqlite URI, or None for other stores."""
     if not uri.startswith("sqlite:///"):
@@ -120,7 +134,7 @@ def connect(uri: str | None = None):
             )
     reason = probe(uri, timeout=5.0)
     if reason is not None:
-        raise StoreUnavailable(f"cannot reach the tracking server {uri}: {reason}")
+        raise StoreUnavailable(f"cannot reach the tracking server {shown_uri(uri)}: {reason}")
     try:
         import mlflow
         from mlflow.tracking import MlflowClient
@@ -133,7 +147,7 @@ def connect(uri: str | None = None):
     except SkillforgeError:
         raise
     except Exception as error:  # any store failure: one line for the user
-        message = f"cannot open the MLflow store {uri}: {_first_line(error)}"
+        message = f"cannot open the MLflow store {shown_uri(uri)}: {_first_line(error)}"
         raise SkillforgeError(message) from None
     return client
 
@@ -551,7 +565,7 @@ class BufferedTracker:
                     logger.warning(
                         "tracking store %s answers again after %.0f s: sent the buffered "
                         "metric reports (%d more waiting)",
-                        self.uri,
+                        shown_uri(self.uri),
                         time.monotonic() - self._down_since,
                         waiting,
                     )
@@ -563,7 +577,7 @@ class BufferedTracker:
                 logger.warning(
                     "tracking store %s does not answer (%s); training goes on, metrics are "
                     "buffered%s and sent when it is back",
-                    self.uri,
+                    shown_uri(self.uri),
                     problem,
                     where,
                 )

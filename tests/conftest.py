@@ -16,6 +16,7 @@ def workdir(tmp_path, monkeypatch):
     """Run in an empty folder with no tracking URI set, like a user on a fresh clone."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)  # mlflow.set_registry_uri sets it
     return tmp_path
 
 

@@ -53,13 +53,14 @@ def test_processes_opening_a_fresh_store_at_the_same_instant_all_succeed(tmp_pat
     outputs = [process.communicate(timeout=120) for process in processes]
     for process, (_, stderr) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, stderr
-    experiments = MlflowClient(store).search_experiments()
+    experiments = MlflowClient(store, registry_uri=store).search_experiments()
     assert [e.name for e in experiments] == ["Default"]
 
 
 def test_concurrent_pretraining_runs_on_one_fresh_store(tmp_path):
     env = {**os.environ, "MUJOCO_GL": "egl"}
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("MLFLOW_REGISTRY_URI", None)
     names = ["conc-a", "conc-b", "twin", "twin"]
     processes = [
         subprocess.Popen(
@@ -85,7 +86,8 @@ def test_concurrent_pretraining_runs_on_one_fresh_store(tmp_path):
     refusal = [line for line in twins[1][2].splitlines() if line.startswith("error: ")]
     assert twins[1][1] == 1 and len(refusal) == 1 and "already exists" in refusal[0], twins[1][2]
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(store, registry_uri=store)
     runs = client.search_runs(
         [e.experiment_id for e in client.search_experiments()],
         filter_string="tags.`skillforge.kind` = 'library'",

@@ -62,6 +62,7 @@ def uninterrupted_weights(config, folder: Path) -> dict:
 def load_soak():
     spec = importlib.util.spec_from_file_location("soak_kill", ROOT / "benchmarks/soak_kill.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -103,7 +104,7 @@ def test_finished_training_with_unfinished_registration_is_completed_by_resume(s
     result = pipeline.pretrain(
         tiny_config(name="half"), store, checkpoint_dir=tmp_path, eval_episodes=0
     )
-    client = MlflowClient(store)
+    client = MlflowClient(store, registry_uri=store)
     # as if killed during registration: two skills registered, two not, status not finished
     client.delete_registered_model("half.skill-02")
     client.delete_registered_model("half.skill-03")
@@ -158,7 +159,8 @@ def test_divergence_names_step_and_loss_keeps_the_checkpoint_and_fails_the_run(
     state = load_checkpoint(tmp_path / f"div-{kind}" / "checkpoint.pt")
     assert state["step"] == 100
     assert all(torch.isfinite(t).all() for t in state["agent"].values() if t.is_floating_point())
-    run = MlflowClient(store).get_run(message.rsplit("MLflow run ", 1)[1].split()[0])
+    run_id = message.rsplit("MLflow run ", 1)[1].split()[0]
+    run = MlflowClient(store, registry_uri=store).get_run(run_id)
     assert run.info.status == "FAILED"
     assert run.data.tags[tracking.TAG_STATUS].startswith("diverged: ")
     assert "by step 200" in run.data.tags[tracking.TAG_STATUS]
@@ -191,7 +193,7 @@ def test_checkpoint_write_failure_keeps_the_previous_one_and_resume_finishes(
     assert load_checkpoint(tmp_path / "full" / "checkpoint.pt")["step"] == 100
     run = tracking.find_library("full", store)
     assert run.status.startswith("failed: cannot write checkpoint")
-    assert MlflowClient(store).get_run(run.run_id).info.status == "FAILED"
+    assert MlflowClient(store, registry_uri=store).get_run(run.run_id).info.status == "FAILED"
 
     monkeypatch.undo()  # space freed
     result = pipeline.resume("full", store, eval_episodes=0)
@@ -263,8 +265,10 @@ def test_real_disk_full_or_read_only_checkpoint_folder(store, workdir, fault):
     assert not list((out / "kept").glob(".checkpoint.pt.*.tmp"))
     info = tracking.find_library(name, store)
     assert info.status.startswith("failed: cannot write checkpoint")
-    assert MlflowClient(store).get_run(info.run_id).info.status == "FAILED"
+    assert MlflowClient(store, registry_uri=store).get_run(info.run_id).info.status == "FAILED"
 
+    if fault == "read-only":
+        return  # continuing after the fault: shown once, for the full disk
     # room again: put the kept checkpoint back where the run expects it, and continue
     (folder / name).mkdir(parents=True, exist_ok=True)
     shutil.copy(out / "kept" / "checkpoint.pt", folder / name / "checkpoint.pt")
@@ -348,7 +352,7 @@ def test_hostile_checkpoints_are_refused_in_one_line_and_never_run_code(finished
 
 
 def test_a_store_cannot_send_a_checkpoint_outside_its_library_folder(finished, tmp_path):
-    client = MlflowClient(finished.store)
+    client = MlflowClient(finished.store, registry_uri=finished.store)
     run_id = finished.result.run_id
     original = client.get_run(run_id).data.tags[tracking.TAG_CHECKPOINT]
     try:
@@ -411,3 +415,154 @@ def test_buffered_tracker_resends_only_what_the_store_lacks(store, tmp_path):
     again = tracking.BufferedTracker(client, run_id, journal, sent_step=100)
     assert again.close(timeout=30)
     assert len(client.get_metric_history(run_id, "loss")) == 3
+
+
+# -- exports: disk full, read-only, broken files -------------------------------------------
+
+EXPORT_SCRIPT = r"""
+import hashlib, json, os, subprocess, sys
+from pathlib import Path
+from typer.testing import CliRunner
+from cli.main import app
+
+checkpoint, folder, report = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+target = folder / "lib"
+command = ["export", "--from-checkpoint", checkpoint, "--out", str(target), "--force"]
+
+def files():
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(target.iterdir())}
+
+def attempt():
+    result = CliRunner().invoke(app, command)
+    return {"exit": result.exit_code, "stderr": result.stderr, "output": result.output,
+            "exception": repr(result.exception)}
+
+results = {"first": attempt()}
+before = files()
+with open(folder / "filler", "wb") as filler:  # the disk fills up
+    try:
+        while True:
+            filler.write(b"\0" * 65536)
+            filler.flush()
+    except OSError:
+        pass
+results["full"] = attempt()
+results["intact after full"] = files() == before
+(folder / "filler").unlink()
+subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+results["read-only"] = attempt()
+results["intact after read-only"] = files() == before
+results["leftovers"] = sorted(p.name for p in folder.iterdir() if p.name != "lib")
+report.write_text(json.dumps(results))
+"""
+
+
+@pytest.mark.skipif(not can_mount_tmpfs(), reason="needs mount namespaces (unshare -m)")
+def test_export_on_a_full_or_read_only_disk_keeps_the_previous_export(finished, tmp_path):
+    folder, report = tmp_path / "exports", tmp_path / "report.json"
+    folder.mkdir()
+    script = f'mount -t tmpfs -o size=2m tmpfs "{folder}" && "$PYTHON" -c "$SCRIPT" "$@"'
+    env = {**os.environ, "PYTHON": sys.executable, "SCRIPT": EXPORT_SCRIPT}
+    subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+         finished.result.checkpoint_path, str(folder), str(report)],
+        env=env, cwd=ROOT, timeout=600, check=True,
+    )  # fmt: skip
+    results = json.loads(report.read_text())
+    assert results["first"]["exit"] == 0, results["first"]
+    for fault, reason in (("full", "No space left"), ("read-only", "Read-only file system")):
+        outcome = results[fault]
+        lines = outcome["stderr"].strip().splitlines()
+        assert outcome["exit"] != 0 and "Traceback" not in outcome["output"], outcome
+        assert len(lines) == 1 and lines[0].startswith("error: "), outcome
+        assert reason in lines[0], lines[0]
+        assert results[f"intact after {fault}"], f"the previous export changed ({fault})"
+    assert results["leftovers"] == [], results["leftovers"]  # no staging folder left behind
+
+
+def broken_onnx_files(folder: Path, genuine: bytes) -> dict[str, bytes]:
+    import onnx
+    from onnx import TensorProto, helper
+
+    identity = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Identity", ["x"], ["y"])],
+            "foreign",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        )
+    )
+    onnx.save(identity, folder / "foreign.onnx")
+    return {
+        "empty": b"",
+        "truncated": genuine[: len(genuine) // 2],
+        "garbage": os.urandom(2048),
+        "foreign model": (folder / "foreign.onnx").read_bytes(),
+    }
+
+
+@pytest.fixture(scope="module")
+def exported(finished, tmp_path_factory):
+    """`lib` exported to <folder>/exports/lib (the default place, relative to the cwd)."""
+    from skillforge.export import export_saved_library
+
+    folder = tmp_path_factory.mktemp("exported")
+    out = folder / "exports" / "lib"
+    export = export_saved_library("lib", tracking_uri=finished.store, out_dir=out)
+    return SimpleNamespace(folder=folder, out=export.out_dir)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="skillforge/skill_sources.py OnnxSkills lets onnxruntime's errors through "
+    "(a traceback); remove this mark once it raises a SkillforgeError",
+)
+def test_broken_onnx_files_are_one_line_errors(finished, exported, tmp_path, monkeypatch):
+    monkeypatch.chdir(exported.folder)  # exports/<library>/ is where the skills are looked up
+    onnx_file = exported.out / "library.onnx"
+    genuine = onnx_file.read_bytes()
+    use_onnx = ["hierarchical", "--library", "lib", "--skills-from", "onnx", "--steps", "20"]
+    use_onnx += ["--tracking-uri", finished.store]
+    try:
+        for kind, content in broken_onnx_files(tmp_path, genuine).items():
+            onnx_file.write_bytes(content)
+            line = assert_one_line_error(runner.invoke(app, use_onnx))
+            assert "library.onnx" in line, (kind, line)
+    finally:
+        onnx_file.write_bytes(genuine)
+
+
+def test_broken_export_manifests_are_one_line_refusals(finished, exported, monkeypatch):
+    monkeypatch.chdir(exported.folder)
+    onnx_file, manifest = exported.out / "library.onnx", exported.out / "manifest.json"
+    genuine_onnx, genuine_manifest = onnx_file.read_bytes(), manifest.read_bytes()
+    replace = ["export", "lib", "--force", "--tracking-uri", finished.store]
+    try:
+        for kind, content in {
+            "empty": b"",
+            "truncated": genuine_manifest[: len(genuine_manifest) // 2],
+            "garbage": os.urandom(512),
+            "foreign": b'{"format": "something-else"}',
+            "not an object": b"[1, 2, 3]",
+        }.items():
+            manifest.write_bytes(content)
+            line = assert_one_line_error(runner.invoke(app, replace))
+            assert "not a skillforge export" in line, (kind, line)
+            assert onnx_file.read_bytes() == genuine_onnx  # refused: nothing replaced
+    finally:
+        manifest.write_bytes(genuine_manifest)
+
+
+def test_a_checkpoint_cannot_send_an_export_outside_the_exports_folder(
+    finished, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    state = torch.load(finished.result.checkpoint_path, weights_only=True)
+    for name in ("../../escaped", "/tmp/escaped", "a/../../escaped", ".."):
+        state["config"]["name"] = name
+        hostile = tmp_path / "named.pt"
+        torch.save(state, hostile)
+        result = runner.invoke(app, ["export", "--from-checkpoint", str(hostile)])
+        assert_one_line_error(result)
+        assert not (tmp_path.parent / "escaped").exists() and not Path("/tmp/escaped").exists()
+        assert not (tmp_path / "exports").exists() or not any((tmp_path / "exports").iterdir())

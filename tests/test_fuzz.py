@@ -216,7 +216,7 @@ EXPERIMENTS = {
 def test_experiment_names(place, recorded):
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(place["store"])
+    client = MlflowClient(place["store"], registry_uri=place["store"])
     for value, expected in EXPERIMENTS.items():
         args = pretrain_args(place, "--experiment", value)
         call = outcome(invoke(args), args, recorded)

@@ -99,6 +99,7 @@ def test_training_survives_the_tracking_server_going_away(tmp_path):
         server.start()
         env = {**os.environ, "MUJOCO_GL": "egl", "PYTHONUNBUFFERED": "1"}
         env.pop("MLFLOW_TRACKING_URI", None)
+        env.pop("MLFLOW_REGISTRY_URI", None)
         for name, timeout in (("waits", "300"), ("gives-up", "3")):
             command = [sys.executable, "-m", "cli.main", "pretrain", "pendulum", "--name", name]
             command += [*TINY, "--tracking-uri", server.uri, "--store-timeout", timeout]
@@ -138,7 +139,7 @@ def test_training_survives_the_tracking_server_going_away(tmp_path):
         result = CliRunner().invoke(app, register_later[1:])
         assert result.exit_code == 0, result.output
 
-        client = MlflowClient(server.uri)
+        client = MlflowClient(server.uri, registry_uri=server.uri)
         for name in runs:
             run = client.search_runs(
                 [e.experiment_id for e in client.search_experiments()],
