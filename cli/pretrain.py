@@ -64,6 +64,19 @@ def pretrain(
             "giving up (the checkpoint stays; `skillforge library register` finishes later)."
         ),
     ] = 120.0,
+    eval_every: Annotated[
+        int,
+        typer.Option(
+            help="Env steps between held-out evaluations during training, without video "
+            "(0: only at the end)."
+        ),
+    ] = 50_000,
+    eval_episodes: Annotated[
+        int, typer.Option(help="Episodes per skill in the final evaluation (0: none).")
+    ] = 5,
+    video: Annotated[
+        bool, typer.Option("--video/--no-video", help="Film every skill at the end.")
+    ] = True,
 ) -> None:
     """Pretrain a library of N skills with DIAYN; every skill is registered in MLflow."""
     from skillforge.config import PretrainConfig, parse_alpha
@@ -98,6 +111,8 @@ def pretrain(
         make_env(env_id).close()  # refuse discrete or broken envs before loading torch
     elif steps is not None and steps < 1:
         raise typer.BadParameter(f"--steps must be positive, got {steps}")
+    if eval_every < 0 or eval_episodes < 0:
+        raise typer.BadParameter("--eval-every and --eval-episodes must be >= 0")
 
     import mlflow  # noqa: F401  (its import sets its own log levels: quiet them after)
 
@@ -107,6 +122,7 @@ def pretrain(
 
     quiet_mlflow()
     echo_warnings()
+    evaluation = pipeline.EvaluationOptions(eval_episodes, eval_every, video)
     progress = TrainingProgress()
     try:
         with progress:
@@ -117,6 +133,7 @@ def pretrain(
                     experiment,
                     [progress],
                     checkpoint_dir=checkpoint_dir,
+                    evaluation=evaluation,
                     store_timeout=store_timeout,
                 )
             else:
@@ -127,6 +144,7 @@ def pretrain(
                     steps,
                     [progress],
                     expected_env=env,
+                    evaluation=evaluation,
                     store_timeout=store_timeout,
                 )
     except TrainingInterrupted as stop:

@@ -59,6 +59,22 @@ class PretrainResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """How a library is evaluated while and after it trains."""
+
+    episodes: int = 5
+    """Deterministic episodes per skill at the end (0: no evaluation)."""
+    every: int = 50_000
+    """Env steps between evaluations during training, without video (0: only at the end)."""
+    video: bool = True
+    """Film every skill at the end (skipped, with a warning, where rendering is unavailable)."""
+
+
+DEFAULT_EVALUATION = EvaluationOptions()
+NO_EVALUATION = EvaluationOptions(episodes=0, every=0, video=False)
+
+
 def default_library_name(env_id: str, n_skills: int, run_id: str) -> str:
     """`hopper-20sk-1a2b3c`: env, skill count and a piece of the run id (unique per run)."""
     return f"{env_id.split('-v')[0].lower()}-{n_skills}sk-{run_id[:6]}"
@@ -70,7 +86,7 @@ def pretrain(
     experiment: str = tracking.DEFAULT_EXPERIMENT,
     callbacks=(),
     checkpoint_dir: str | Path = "checkpoints",
-    eval_episodes: int = 1,
+    evaluation: EvaluationOptions = DEFAULT_EVALUATION,
     store_timeout: float = DEFAULT_STORE_TIMEOUT,
 ) -> PretrainResult:
     """Pretrain a new skill library and track it as one MLflow run, every skill registered.
@@ -108,7 +124,7 @@ def pretrain(
     checkpoint_path = str(checkpoint_path_for(root, config.name))
     tracking.log_params(client, run_id, {**config.to_params(), **_package_versions(__version__)})
     return _run(
-        client, run_id, config, checkpoint_path, callbacks, None, -1, eval_episodes, store_timeout
+        client, run_id, config, checkpoint_path, callbacks, None, -1, evaluation, store_timeout
     )
 
 
@@ -118,7 +134,7 @@ def resume(
     experiment: str | None = None,
     total_steps: int | None = None,
     callbacks=(),
-    eval_episodes: int = 1,
+    evaluation: EvaluationOptions = DEFAULT_EVALUATION,
     expected_env: str | None = None,
     store_timeout: float = DEFAULT_STORE_TIMEOUT,
 ) -> PretrainResult:
@@ -162,7 +178,7 @@ def resume(
                 state,
                 checkpoint_path,
                 sent_step,
-                eval_episodes,
+                evaluation,
                 store_timeout,
             )
         raise ConfigError(
@@ -187,7 +203,7 @@ def resume(
         callbacks,
         state,
         sent_step,
-        eval_episodes,
+        evaluation,
         store_timeout,
     )
 
@@ -195,7 +211,7 @@ def resume(
 def register(
     reference: str,
     tracking_uri: str | None = None,
-    eval_episodes: int = 1,
+    evaluation: EvaluationOptions = DEFAULT_EVALUATION,
     store_timeout: float = DEFAULT_STORE_TIMEOUT,
 ) -> PretrainResult:
     """Finish a library whose training is done: send the metrics still in its journal,
@@ -228,7 +244,7 @@ def register(
         state,
         checkpoint_path,
         sent_step,
-        eval_episodes,
+        evaluation,
         store_timeout,
     )
 
@@ -241,11 +257,11 @@ def _run(
     callbacks,
     state,
     sent_step,
-    eval_episodes,
+    evaluation,
     store_timeout,
 ) -> PretrainResult:
     """Train (from `state` if given), then complete the library."""
-    from skillforge import diayn
+    from skillforge import diayn, evaluate
 
     tracker = tracking.BufferedTracker(client, run_id, _journal(checkpoint_path, run_id), sent_step)
     if state is not None:
@@ -253,7 +269,13 @@ def _run(
     client.set_tag(run_id, tracking.TAG_STATUS, "running")
     client.update_run(run_id, status="RUNNING")
     try:
-        result = diayn.train(config, checkpoint_path, [tracker, *callbacks], state)
+        periodic = evaluate.PeriodicEvaluation(
+            evaluation.every,
+            lambda report, step: tracker.log_evaluation(step, report.metrics()),
+            seed=config.seed,
+            name=config.name,
+        )
+        result = diayn.train(config, checkpoint_path, [tracker, periodic, *callbacks], state)
     except TrainingInterrupted as stop:
         _record_end(tracker, run_id, f"interrupted at step {stop.step}", "KILLED")
         raise TrainingInterrupted(stop.step, stop.checkpoint_path, run_id) from None
@@ -286,13 +308,13 @@ def _run(
         library,
         result.step,
         result.checkpoint_path,
-        eval_episodes,
+        evaluation,
         store_timeout,
     )
 
 
 def _complete(
-    client, run_id, config, state, checkpoint_path, sent_step, eval_episodes, store_timeout
+    client, run_id, config, state, checkpoint_path, sent_step, evaluation, store_timeout
 ) -> PretrainResult:
     """Complete a library whose training finished, from its final checkpoint `state`."""
     spec = LibrarySpec.from_dict(state["spec"])
@@ -312,13 +334,13 @@ def _complete(
         library,
         int(state["step"]),
         checkpoint_path,
-        eval_episodes,
+        evaluation,
         store_timeout,
     )
 
 
 def _complete_library(
-    client, tracker, run_id, config, library, step, checkpoint_path, eval_episodes, store_timeout
+    client, tracker, run_id, config, library, step, checkpoint_path, evaluation, store_timeout
 ) -> PretrainResult:
     """Evaluate (unless the journal has it), wait for the store to have every metric, log
     the plot and the checkpoint, register the skills not yet registered, mark it finished."""
@@ -326,11 +348,15 @@ def _complete_library(
 
     from skillforge import evaluate
 
-    metrics = tracker.evaluation(step)
-    if metrics is None:
-        metrics = (
-            evaluate.evaluate_library(library, episodes=eval_episodes) if eval_episodes else {}
+    metrics, report = tracker.evaluation(step), None
+    if metrics is None and evaluation.episodes:
+        report = evaluate.evaluate(
+            library, evaluation.episodes, seed=config.seed, video=evaluation.video
         )
+        metrics = report.metrics()
+        for note in report.notes:
+            logger.warning("%s", note)
+    metrics = metrics or {}
     if metrics:
         tracker.log_evaluation(step, metrics)
     store = tracking.shown_uri(client.tracking_uri)
@@ -349,7 +375,7 @@ def _complete_library(
             f"{tracker.journal.path}. When the store is back, finish with: {later}"
         )
     try:
-        _log_plot(client, tracker, run_id, library)
+        _log_plots(client, tracker, run_id, library, report)
         client.log_artifact(run_id, checkpoint_path, "checkpoint")
         with mlflow.start_run(run_id=run_id):
             models = tracking.register_skills(
@@ -366,18 +392,27 @@ def _complete_library(
     return PretrainResult(library, run_id, client.tracking_uri, checkpoint_path, models, metrics)
 
 
-def _log_plot(client, tracker, run_id, library) -> None:
-    from skillforge import plots
+def _log_plots(client, tracker, run_id, library, report) -> None:
+    """The learning curve, and with a fresh evaluation report its plots and videos too."""
+    from skillforge import evaluate, plots
 
     history = {}
     for key in ("log_q_z", "discriminator_accuracy"):
         history[key] = tracker.history(key) or tracking.metric_history(client, run_id, key)
+    for key in ("eval/log_q_z", "eval/discriminator_accuracy"):
+        history[key] = tracking.metric_history(client, run_id, key)
     with tempfile.TemporaryDirectory() as folder:
-        title = f"{library.name}: {library.spec.env_id}, {library.n_skills} skills"
-        plot = plots.learning_curve(
-            history, Path(folder) / "learning_curve.png", title, library.n_skills
-        )
-        client.log_artifact(run_id, str(plot), "plots")
+        if report is None:
+            title = f"{library.name}: {library.spec.env_id}, {library.n_skills} skills"
+            plots.learning_curve(
+                history, Path(folder) / "learning_curve.png", title, library.n_skills
+            )
+            client.log_artifact(run_id, str(Path(folder) / "learning_curve.png"), "plots")
+            return
+        evaluate.write_files(report, folder, history)
+        if report.coverage_of:
+            client.set_tag(run_id, tracking.TAG_COVERAGE, report.coverage_of)
+        client.log_artifacts(run_id, folder)
 
 
 def _record_end(tracker, run_id: str, status: str, mlflow_status: str) -> None:

@@ -49,7 +49,10 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("store")
     store = f"sqlite:///{folder / 'mlflow.db'}"
     result = pipeline.pretrain(
-        tiny_config(name=NAME), store, checkpoint_dir=folder / "checkpoints", eval_episodes=0
+        tiny_config(name=NAME),
+        store,
+        checkpoint_dir=folder / "checkpoints",
+        evaluation=pipeline.NO_EVALUATION,
     )
     return SimpleNamespace(store=store, folder=folder, result=result, library=result.library)
 

@@ -91,10 +91,14 @@ def test_killed_before_the_first_checkpoint_resumes_from_step_zero(store, tmp_pa
 
     with pytest.raises(KeyboardInterrupt):
         pipeline.pretrain(
-            config, store, callbacks=[Die()], checkpoint_dir=tmp_path / "ck", eval_episodes=0
+            config,
+            store,
+            callbacks=[Die()],
+            checkpoint_dir=tmp_path / "ck",
+            evaluation=pipeline.NO_EVALUATION,
         )
     assert not (tmp_path / "ck/early/checkpoint.pt").exists()
-    result = pipeline.resume("early", store, eval_episodes=0)
+    result = pipeline.resume("early", store, evaluation=pipeline.NO_EVALUATION)
     assert result.library.name == "early"
     expected = uninterrupted_weights(config, tmp_path)
     assert same_weights(load_checkpoint(result.checkpoint_path)["agent"], expected)
@@ -102,21 +106,21 @@ def test_killed_before_the_first_checkpoint_resumes_from_step_zero(store, tmp_pa
 
 def test_finished_training_with_unfinished_registration_is_completed_by_resume(store, tmp_path):
     result = pipeline.pretrain(
-        tiny_config(name="half"), store, checkpoint_dir=tmp_path, eval_episodes=0
+        tiny_config(name="half"), store, checkpoint_dir=tmp_path, evaluation=pipeline.NO_EVALUATION
     )
     client = MlflowClient(store, registry_uri=store)
     # as if killed during registration: two skills registered, two not, status not finished
     client.delete_registered_model("half.skill-02")
     client.delete_registered_model("half.skill-03")
     client.set_tag(result.run_id, tracking.TAG_STATUS, "running")
-    completed = pipeline.resume("half", store, eval_episodes=0)
+    completed = pipeline.resume("half", store, evaluation=pipeline.NO_EVALUATION)
     assert completed.models[:2] == result.models[:2]  # not registered a second time
     for skill in range(4):
         versions = client.search_model_versions(f"name = 'half.skill-{skill:02d}'")
         assert len(versions) == 1 and versions[0].tags["run_id"] == result.run_id
         assert versions[0].tags["step"] == "300"
     assert client.get_run(result.run_id).data.tags[tracking.TAG_STATUS] == "finished"
-    again = pipeline.register("half", store, eval_episodes=0)  # idempotent
+    again = pipeline.register("half", store, evaluation=pipeline.NO_EVALUATION)  # idempotent
     assert again.models == completed.models
 
 
@@ -185,7 +189,7 @@ def test_checkpoint_write_failure_keeps_the_previous_one_and_resume_finishes(
 
     monkeypatch.setattr(checkpoint_module.torch, "save", save_until_the_disk_is_full)
     with pytest.raises(CheckpointWriteError) as error:
-        pipeline.pretrain(config, store, checkpoint_dir=tmp_path, eval_episodes=0)
+        pipeline.pretrain(config, store, checkpoint_dir=tmp_path, evaluation=pipeline.NO_EVALUATION)
     message = str(error.value)
     assert "No space left on device" in message and "previous checkpoint is intact" in message
     assert "skillforge pretrain --resume full" in message and "\n" not in message
@@ -196,7 +200,7 @@ def test_checkpoint_write_failure_keeps_the_previous_one_and_resume_finishes(
     assert MlflowClient(store, registry_uri=store).get_run(run.run_id).info.status == "FAILED"
 
     monkeypatch.undo()  # space freed
-    result = pipeline.resume("full", store, eval_episodes=0)
+    result = pipeline.resume("full", store, evaluation=pipeline.NO_EVALUATION)
     assert same_weights(
         load_checkpoint(result.checkpoint_path)["agent"], uninterrupted_weights(config, tmp_path)
     )
@@ -287,7 +291,10 @@ def test_real_disk_full_or_read_only_checkpoint_folder(store, workdir, fault):
 def finished(store, tmp_path_factory):
     folder = tmp_path_factory.mktemp("hostile")
     result = pipeline.pretrain(
-        tiny_config(name="lib"), store, checkpoint_dir=folder / "ck", eval_episodes=0
+        tiny_config(name="lib"),
+        store,
+        checkpoint_dir=folder / "ck",
+        evaluation=pipeline.NO_EVALUATION,
     )
     return SimpleNamespace(store=store, folder=folder, result=result)
 

@@ -109,7 +109,7 @@ def test_halfcheetah_hurdle_has_hurdles_and_rewards_forward_progress():
 
 @pytest.fixture
 def library(store):
-    return pipeline.pretrain(tiny_config(name="lib"), store)
+    return pipeline.pretrain(tiny_config(name="lib"), store, evaluation=pipeline.NO_EVALUATION)
 
 
 def test_skills_stay_frozen_and_every_source_gives_the_same_results(library, store):

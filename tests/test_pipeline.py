@@ -31,7 +31,13 @@ def test_one_run_is_one_library_with_every_skill_registered(finished, store):
     steps = [m.step for m in client.get_metric_history(finished.run_id, "log_q_z")]
     assert steps == [150, 200, 250, 300]
     artifacts = {a.path for a in client.list_artifacts(finished.run_id, "plots")}
-    assert artifacts == {"plots/learning_curve.png"}
+    assert artifacts == {
+        f"plots/{name}.png"
+        for name in ("learning_curve", "confusion_matrix", "skill_returns", "trajectories")
+    }
+    videos = {a.path for a in client.list_artifacts(finished.run_id, "videos")}
+    assert "videos/all_skills.gif" in videos and "videos/skill_03.gif" in videos
+    assert run.data.metrics["eval/episodes"] == 5
     assert client.list_artifacts(finished.run_id, "checkpoint")[0].file_size > 0
 
     assert finished.models == [f"models:/pend-a.skill-{k:02d}/1" for k in range(4)]
