@@ -36,7 +36,8 @@ TOTAL_STEPS = 1500
 SEED = 7
 CLI_OPTIONS = (
     f"--skills {N_SKILLS} --hidden 32 --batch-size 32 --buffer-size 5000 --learning-starts 100 "
-    f"--checkpoint-every 50 --threads 1 --steps {TOTAL_STEPS} --seed {SEED}"
+    f"--checkpoint-every 50 --threads 1 --steps {TOTAL_STEPS} --seed {SEED} "
+    "--eval-episodes 1 --no-video"
 ).split()
 TARGETS = ("checkpoint", "training", "registration", "random", "finishing", "random")
 """The moment each kill aims at, in turn ("random": anywhere from start-up to the end)."""

@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -361,17 +362,26 @@ def _complete_library(
         tracker.log_evaluation(step, metrics)
     store = tracking.shown_uri(client.tracking_uri)
     later = f"skillforge library register {run_id} --tracking-uri {store}"
-    if tracker.store_down_for is not None:
+    deadline = time.monotonic() + store_timeout
+    problem = tracking.probe(client.tracking_uri) if tracker.store_down_for is None else "down"
+    if problem is not None:
         logger.warning(
             "training is done; waiting up to %g s (--store-timeout) for the tracking store %s",
             store_timeout,
             store,
         )
-    if not tracker.close(timeout=store_timeout):
+    delivered = tracker.close(timeout=store_timeout)
+    while delivered and problem is not None:  # nothing left to send: is the store there?
+        problem = tracking.probe(client.tracking_uri)
+        if problem is not None and time.monotonic() >= deadline:
+            tracker.last_problem, delivered = problem, False
+        elif problem is not None:
+            time.sleep(1.0)
+    if not delivered:
         raise tracking.StoreUnavailable(
             f"library {config.name} is trained (step {step:,}) and saved in {checkpoint_path}, "
-            f"but the tracking store {store} did not take its metrics within "
-            f"{store_timeout:g} s ({tracker.last_problem or 'no answer'}); they are kept in "
+            f"but the tracking store {store} did not answer within {store_timeout:g} s "
+            f"({tracker.last_problem or 'no answer'}); its metrics are kept in "
             f"{tracker.journal.path}. When the store is back, finish with: {later}"
         )
     try:

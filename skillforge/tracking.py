@@ -405,8 +405,8 @@ class BufferedTracker:
     the run's step tag. While the store does not answer, reports wait (in memory and in the
     journal) and a warning says so; they are sent, in order, when it is back. Reports the
     journal already held when the tracker started (logged before a crash) are sent again if
-    they are past `sent_step` (the run's step tag: what the store has), and are not logged a
-    second time when the resumed training reaches their step again.
+    they are past `sent_step` (the run's step tag: what the store has; evaluations always),
+    and are not logged a second time when the resumed training reaches their step again.
     """
 
     BATCH_METRICS = 900  # MLflow takes at most 1000 metrics + tags per log_batch
@@ -427,8 +427,8 @@ class BufferedTracker:
         self.reports: list[Report] = journal.load() if journal is not None else []
         self.journaled_until = max((r.step for r in self.reports if r.kind == "train"), default=-1)
         self.last_checkpoint: tuple[str, int] | None = None
-        self._pending = collections.deque(
-            r for r in self.reports if r.kind == "train" and r.step > sent_step
+        self._pending = collections.deque(  # evaluations carry no step tag: resend them all
+            r for r in self.reports if r.kind != "train" or r.step > sent_step
         )
         self._tags: dict[str, str] = {}
         self._cond = threading.Condition()

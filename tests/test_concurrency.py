@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 TINY = (
     "--skills 4 --hidden 32 --batch-size 32 --buffer-size 1000 --learning-starts 100 "
-    "--checkpoint-every 100 --threads 1 --steps 600"
+    "--checkpoint-every 100 --threads 1 --steps 600 --eval-episodes 1 --no-video"
 ).split()
 
 CONNECT_AT_ONCE = """

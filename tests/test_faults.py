@@ -278,7 +278,7 @@ def test_real_disk_full_or_read_only_checkpoint_folder(store, workdir, fault):
     shutil.copy(out / "kept" / "checkpoint.pt", folder / name / "checkpoint.pt")
     result = runner.invoke(
         app, ["pretrain", "--resume", name, "--steps", str(kept["step"] + 100),
-              "--tracking-uri", store],
+              "--tracking-uri", store, "--eval-episodes", "1", "--no-video"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert load_checkpoint(folder / name / "checkpoint.pt")["step"] == kept["step"] + 100
