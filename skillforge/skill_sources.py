@@ -78,13 +78,20 @@ class OnnxSkills:
         options.intra_op_num_threads = 1
         options.log_severity_level = 3
         self.path = path
-        self.session = onnxruntime.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
-        )
-        metadata = self.session.get_modelmeta().custom_metadata_map
-        if metadata.get("env_id") != spec.env_id or int(metadata.get("n_skills", -1)) != (
-            spec.n_skills
-        ):
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+            metadata = self.session.get_modelmeta().custom_metadata_map
+            matches = metadata.get("env_id") == spec.env_id and metadata.get("n_skills") == str(
+                spec.n_skills
+            )
+            inputs = {node.name for node in self.session.get_inputs()}
+        except Exception as error:  # onnxruntime raises its own types for broken files
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            message = f"{path} is not a readable ONNX model ({first_line[:200]})"
+            raise SkillforgeError(message) from None
+        if not matches or inputs != {"observation", "skill"}:
             raise SkillforgeError(f"{path} is not an export of this library; export it again")
         self.n_skills = spec.n_skills
         self.obs_dim, self.action_dim = spec.obs_dim, spec.action_dim

@@ -519,11 +519,6 @@ def exported(finished, tmp_path_factory):
     return SimpleNamespace(folder=folder, out=export.out_dir)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="skillforge/skill_sources.py OnnxSkills lets onnxruntime's errors through "
-    "(a traceback); remove this mark once it raises a SkillforgeError",
-)
 def test_broken_onnx_files_are_one_line_errors(finished, exported, tmp_path, monkeypatch):
     monkeypatch.chdir(exported.folder)  # exports/<library>/ is where the skills are looked up
     onnx_file = exported.out / "library.onnx"
