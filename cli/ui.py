@@ -34,7 +34,8 @@ def ui(
         )
     server = UiServer(uri, host, port)
     typer.echo(f"Starting the MLflow UI on {uri} ...", err=True)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # Both set explicitly: a shell starting us in the background leaves SIGINT ignored.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         address = server.start()
         typer.echo(f"MLflow UI: {address}  (store {uri}; Ctrl-C stops it)")
@@ -47,7 +48,8 @@ def ui(
         typer.echo("Stopping the MLflow UI.", err=True)
     finally:
         server.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _interrupt(signum, frame) -> None:
