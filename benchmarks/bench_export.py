@@ -27,8 +27,7 @@ import torch
 
 from skillforge.envs import make_env, resolve_env_id
 from skillforge.export import LibraryPolicy, export_library
-from skillforge.library import LibrarySpec, SkillLibrary
-from skillforge.nets import TanhGaussianPolicy
+from skillforge.library import LibrarySpec, SkillLibrary, policy_for
 from skillforge.pipeline import load_library
 
 RESULTS = Path(__file__).resolve().parent / "results" / "export.json"
@@ -129,14 +128,7 @@ def _library(args) -> SkillLibrary:
     spec = LibrarySpec.from_env(env_id, env, args.skills, args.hidden)
     env.close()
     torch.manual_seed(0)
-    policy = TanhGaussianPolicy(
-        spec.obs_dim + spec.n_skills,
-        spec.action_dim,
-        spec.hidden,
-        spec.action_low,
-        spec.action_high,
-    )
-    return SkillLibrary(spec, policy, name="bench")
+    return SkillLibrary(spec, policy_for(spec), name="bench")
 
 
 def _observations(library: SkillLibrary, rows: int) -> np.ndarray:

@@ -213,42 +213,17 @@ def _register_meta_controller(meta, env, library: str, task: str, run_id: str) -
 
 
 def _log_comparison_plot(client, run_id, history, final, task, library) -> None:
+    from skillforge import plots
+
     curves = {"meta-controller": history.get("return", [])}
     for name in ("random-skills", "sac"):
         if f"baseline/{name}/return" in history:
             curves[name] = history[f"baseline/{name}/return"]
     with tempfile.TemporaryDirectory() as folder:
-        path = _plot_return_curves(
+        path = plots.return_curves(
             curves,
             Path(folder) / "returns.png",
             f"{library} on {task}",
             flat={"best-skill": final["best-skill"]} if "best-skill" in final else {},
         )
         client.log_artifact(run_id, str(path), "plots")
-
-
-def _plot_return_curves(curves, path: Path, title: str, flat: dict[str, float]) -> Path:
-    """Episode return against env steps per learner (smoothed), constant baselines as lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axis = plt.subplots(figsize=(7, 4))
-    for name, points in curves.items():
-        if points:
-            steps, returns = (np.asarray(column) for column in zip(*points, strict=True))
-            window = max(1, len(returns) // 20)
-            smooth = np.convolve(returns, np.ones(window) / window, mode="valid")
-            axis.plot(steps[window - 1 :], smooth, label=name)
-    for name, value in flat.items():
-        axis.axhline(value, linestyle="--", color="grey", label=f"{name} ({value:.0f})")
-    axis.set_xlabel("environment steps")
-    axis.set_ylabel("episode return")
-    axis.set_title(title)
-    axis.grid(alpha=0.3)
-    axis.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

@@ -147,17 +147,22 @@ class SkillLibrary:
     @classmethod
     def from_state_dict(cls, spec: LibrarySpec, agent_state: dict, **kwargs) -> SkillLibrary:
         """Build from a DIAYN agent's state dict (keys `sac.policy.*`, `discriminator.*`)."""
-        policy = TanhGaussianPolicy(
-            spec.obs_dim + spec.n_skills,
-            spec.action_dim,
-            spec.hidden,
-            spec.action_low,
-            spec.action_high,
-        )
+        policy = policy_for(spec)
         discriminator = Discriminator(spec.obs_dim, spec.n_skills, spec.hidden)
         policy.load_state_dict(_sub_state(agent_state, "sac.policy."))
         discriminator.load_state_dict(_sub_state(agent_state, "discriminator."))
         return cls(spec, policy, discriminator, **kwargs)
+
+
+def policy_for(spec: LibrarySpec) -> TanhGaussianPolicy:
+    """An (untrained) skill-conditioned policy with the library's shapes and bounds."""
+    return TanhGaussianPolicy(
+        spec.obs_dim + spec.n_skills,
+        spec.action_dim,
+        spec.hidden,
+        spec.action_low,
+        spec.action_high,
+    )
 
 
 def _sub_state(state: dict, prefix: str) -> dict:

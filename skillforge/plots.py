@@ -147,3 +147,27 @@ def trajectories(
         axis.legend(fontsize=7, ncol=2 if n > 10 else 1, loc="best")
     axis.set_title(f"{title}\n{caption}" if caption else title, fontsize=10)
     return _save(fig, path)
+
+
+def return_curves(
+    curves: dict[str, list[tuple[int, float]]],
+    path: str | Path,
+    title: str,
+    flat: dict[str, float],
+) -> Path:
+    """Episode return against env steps per learner (smoothed), constant baselines as lines."""
+    fig, axis = _pyplot().subplots(figsize=(7, 4))
+    for name, points in curves.items():
+        if points:
+            steps, returns = (np.asarray(column) for column in zip(*points, strict=True))
+            window = max(1, len(returns) // 20)
+            smooth = np.convolve(returns, np.ones(window) / window, mode="valid")
+            axis.plot(steps[window - 1 :], smooth, label=name)
+    for name, value in flat.items():
+        axis.axhline(value, linestyle="--", color="grey", label=f"{name} ({value:.0f})")
+    axis.set_xlabel("environment steps")
+    axis.set_ylabel("episode return")
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    return _save(fig, path)

@@ -22,3 +22,15 @@ def tiny_config(**changes) -> PretrainConfig:
     )
     values.update(changes)
     return PretrainConfig(**values)
+
+
+def assert_one_line_error(result, *fragments: str) -> str:
+    """A refusal: non-zero exit, exactly one `error: ...` line on stderr holding every
+    fragment, no traceback. Returns the line."""
+    assert result.exit_code not in (0, None), result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]

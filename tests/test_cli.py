@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import assert_one_line_error
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -22,15 +23,6 @@ TINY = (
 
 def run(*args: str):
     return runner.invoke(app, list(args))
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_help_lists_every_option_with_the_papers_defaults():

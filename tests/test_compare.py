@@ -5,7 +5,7 @@ import io
 import math
 
 import pytest
-from helpers import tiny_config
+from helpers import assert_one_line_error, tiny_config
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -33,14 +33,6 @@ def run(*args: str):
 def metrics_of(store, name):
     info = tracking.find_library(name, store)
     return MlflowClient(store).get_run(info.run_id).data.metrics
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_evaluate_logs_measures_plots_and_videos_to_the_library_run(store):

@@ -17,7 +17,7 @@ import onnx
 import onnxruntime
 import pytest
 import torch
-from helpers import tiny_config
+from helpers import assert_one_line_error, tiny_config
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -84,15 +84,6 @@ def session(path: Path) -> onnxruntime.InferenceSession:
 
 def invoke(*args: str):
     return runner.invoke(app, [str(arg) for arg in args])
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_onnx_export_writes_skill_files_library_file_and_manifest(onnx_export, trained):

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers import tiny_config
+from helpers import assert_one_line_error, tiny_config
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -29,16 +29,6 @@ from skillforge.library import SkillLibrary
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
-
-
-def assert_one_line_error(result, *fragments: str) -> str:
-    assert result.exit_code not in (0, None), result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
