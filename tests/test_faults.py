@@ -9,6 +9,7 @@ import json
 import os
 import pickle
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -412,6 +413,25 @@ def test_buffered_tracker_resends_only_what_the_store_lacks(store, tmp_path):
     again = tracking.BufferedTracker(client, run_id, journal, sent_step=100)
     assert again.close(timeout=30)
     assert len(client.get_metric_history(run_id, "loss")) == 3
+
+
+def test_buffered_tracker_keeps_reports_and_warns_once_while_the_store_is_down(tmp_path, caplog):
+    with socket.socket() as probe:  # a port nobody listens on: connection refused
+        probe.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    journal = tracking.MetricJournal(tmp_path / "metrics.jsonl", "run-down")
+    journal.load()
+    tracker = tracking.BufferedTracker(MlflowClient(uri), "run-down", journal, retry_seconds=0.05)
+    for step in (100, 200, 300):
+        tracker.on_step(step, {"loss": float(step)})
+    assert not tracker.flush(timeout=0.5)
+    assert tracker.unsent == 3 and tracker.store_down_for is not None
+    assert not tracker.close(timeout=0.1)
+    warnings = [r.getMessage() for r in caplog.records if "does not answer" in r.getMessage()]
+    assert len(warnings) == 1 and "training goes on" in warnings[0], warnings
+    assert str(journal.path) in warnings[0]
+    kept = tracking.MetricJournal(journal.path, "run-down").load()
+    assert [(r.step, r.metrics["loss"]) for r in kept] == [(100, 100.0), (200, 200.0), (300, 300.0)]
 
 
 # -- exports: disk full, read-only, broken files -------------------------------------------

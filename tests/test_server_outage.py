@@ -121,7 +121,8 @@ def test_training_survives_the_tracking_server_going_away(tmp_path):
 
         _, gave_up_err = runs["gives-up"].communicate(timeout=300)
         assert runs["gives-up"].returncode == 1, gave_up_err
-        assert "does not answer" in gave_up_err and "training goes on" in gave_up_err
+        # it noticed the outage, mid-run or (if training outran the sender) at the end
+        assert "does not answer" in gave_up_err or "waiting up to 3 s" in gave_up_err
         errors = [  # (SDL, used by the evaluation's rendering, may add its own "error:" lines)
             line
             for line in gave_up_err.splitlines()
@@ -137,7 +138,6 @@ def test_training_survives_the_tracking_server_going_away(tmp_path):
         server.start()  # back, while "waits" is still waiting
         _, waited_err = runs["waits"].communicate(timeout=300)
         assert runs["waits"].returncode == 0, waited_err
-        # it noticed the outage (mid-run, or at the end when training outran the sender)
         assert "does not answer" in waited_err or "waiting up to 300 s" in waited_err, waited_err
 
         assert register_later[:3] == ["skillforge", "library", "register"]
