@@ -1,7 +1,8 @@
 """Rollout throughput: evaluation (all skills in lockstep, one batched policy call per step)
-and the skill-action wrapper, against the raw env step rate.
+and the meta-controller's skill-action lanes, against the raw env step rate.
 
-    python benchmarks/bench_rollouts.py [--env Hopper-v5] [--skills 20] [--steps N] [--episodes E]
+    python benchmarks/bench_rollouts.py [--env Hopper-v5] [--skills 20] [--steps N]
+                                         [--episodes E] [--envs M]
 
 Untrained networks of the default size (300x300) do the acting: the cost per step does not
 depend on the weights. Prints env steps/s for each and the fraction of the raw rate.
@@ -21,7 +22,7 @@ from skillforge.config import PretrainConfig
 from skillforge.diayn import DIAYN
 from skillforge.envs import make_env
 from skillforge.evaluate import rollout_skills
-from skillforge.hierarchical import SkillActionWrapper
+from skillforge.hierarchical import SkillActionEnvs, run_skill_policy
 from skillforge.library import LibrarySpec, SkillLibrary
 from skillforge.skill_sources import LibrarySkills
 
@@ -57,18 +58,21 @@ def evaluation_rate(library: SkillLibrary, episodes: int) -> float:
     return sum(len(obs) for obs in rollouts.observations) / (time.perf_counter() - start)
 
 
-def wrapper_rate(library: SkillLibrary, steps: int, skill_steps: int = 10) -> float:
-    """Env steps/s through the skill-action wrapper (one env, one skill at a time)."""
-    env = SkillActionWrapper(make_env(library.spec.env_id), LibrarySkills(library), skill_steps)
-    rng = np.random.default_rng(0)
-    env.reset(seed=0)
-    done, start = 0, time.perf_counter()
-    while done < steps:
-        _, _, terminated, truncated, info = env.step(int(rng.integers(library.n_skills)))
-        done += info["env_steps"]
-        if terminated or truncated:
-            env.reset()
-    return done / (time.perf_counter() - start)
+def skill_action_rate(library: SkillLibrary, steps: int, n_envs: int, skill_steps: int = 10):
+    """Env steps/s of the meta-controller's rollouts: a random skill every K steps in each of
+    `n_envs` lanes, one batched skill call per env step."""
+    envs = [make_env(library.spec.env_id) for _ in range(n_envs)]
+    lanes = SkillActionEnvs(envs, LibrarySkills(library), skill_steps)
+    done = []
+    start = time.perf_counter()
+    run_skill_policy(
+        lanes,
+        lambda obs, rng: rng.integers(library.n_skills, size=len(obs)),
+        seed=0,
+        env_steps=steps,
+        on_decisions=lambda decisions: done.append(int(decisions.result.env_steps.sum())),
+    )
+    return sum(done) / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -77,6 +81,7 @@ def main() -> None:
     parser.add_argument("--skills", type=int, default=20)
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--episodes", type=int, default=10, help="per skill, for evaluation")
+    parser.add_argument("--envs", type=int, default=8, help="lanes of the meta-controller")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -85,7 +90,10 @@ def main() -> None:
     rates = {
         "raw env": raw,
         f"evaluation ({args.skills} skills batched)": evaluation_rate(library, args.episodes),
-        "skill-action wrapper (K=10)": wrapper_rate(library, args.steps),
+        "skill-action lanes (K=10, 1 env)": skill_action_rate(library, args.steps, 1),
+        f"skill-action lanes (K=10, {args.envs} envs)": skill_action_rate(
+            library, args.steps, args.envs
+        ),
     }
     print(f"{args.env}, {args.skills} skills, hidden 300, torch threads 1")
     for name, rate in rates.items():

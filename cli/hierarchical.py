@@ -38,6 +38,9 @@ def hierarchical(
         str, typer.Option(help="Comma-separated: best-skill, random-skills, sac; or none.")
     ] = "none",
     eval_episodes: Annotated[int, typer.Option(help="Greedy episodes for final returns.")] = 5,
+    envs: Annotated[
+        int, typer.Option(help="Copies of the task run in lockstep (one batched skill call).")
+    ] = 8,
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Train a meta-controller that picks a frozen skill every K steps, on a task's real reward."""
@@ -52,6 +55,7 @@ def hierarchical(
         skills_from=skills_from,
         baselines=parse_baselines(baselines),
         eval_episodes=eval_episodes,
+        envs=envs,
     )
     if task:
         task_env_id(task)  # refuse an unknown task before loading torch and mlflow

@@ -9,30 +9,31 @@ import torch
 
 from skillforge.callbacks import CallbackList
 from skillforge.envs import episode_seed
-from skillforge.hierarchical import SkillActionWrapper, run_skill_policy
+from skillforge.hierarchical import SkillActionEnvs, run_skill_policy
 from skillforge.replay import ReplayBuffer
 from skillforge.sac import SAC, make_optimizer
 
 
-def best_skill(env: SkillActionWrapper, episodes: int, seed: int) -> tuple[int, np.ndarray]:
+def best_skill(envs: SkillActionEnvs, episodes: int, seed: int) -> tuple[int, np.ndarray]:
     """Run every skill alone; returns the best skill and each skill's mean return."""
     means = np.array(
         [
-            np.mean(run_skill_policy(env, lambda obs, rng, k=k: k, seed, episodes=episodes))
-            for k in range(env.action_space.n)
+            np.mean(
+                run_skill_policy(envs, lambda obs, rng, k=k: np.full(len(obs), k), seed, episodes)
+            )
+            for k in range(envs.n_skills)
         ]
     )
     return int(means.argmax()), means
 
 
-def random_skills(env: SkillActionWrapper, env_steps: int, seed: int, callbacks=()) -> list[float]:
+def random_skills(envs: SkillActionEnvs, env_steps: int, seed: int, callbacks=()) -> list[float]:
     """A uniformly random skill every K steps, for `env_steps` env steps."""
     callbacks = CallbackList(callbacks)
     callbacks.on_start({"step": 0, "total_steps": env_steps})
-    n_skills = env.action_space.n
     returns = run_skill_policy(
-        env,
-        lambda obs, rng: int(rng.integers(n_skills)),
+        envs,
+        lambda obs, rng: rng.integers(envs.n_skills, size=len(obs)),
         seed,
         env_steps=env_steps,
         callbacks=[callbacks],

@@ -176,6 +176,8 @@ class HierarchicalConfig:
     """Any of best-skill, random-skills, sac, run at the same env-step budget."""
     eval_episodes: int = 5
     """Greedy episodes to measure the final meta-controller (and each skill for best-skill)."""
+    envs: int = 8
+    """Copies of the task stepped in lockstep: one batched skill call per env step for all."""
 
     def __post_init__(self) -> None:
         _require(self.skill_steps >= 1, f"--skill-steps must be >= 1, got {self.skill_steps}")
@@ -200,6 +202,7 @@ class HierarchicalConfig:
             f"unknown baseline {', '.join(unknown)}; choose from {', '.join(BASELINE_NAMES)}",
         )
         _require(self.eval_episodes >= 1, f"--eval-episodes must be >= 1, got {self.eval_episodes}")
+        _require(1 <= self.envs <= 256, f"--envs must be in [1, 256], got {self.envs}")
 
     def to_params(self) -> dict[str, str]:
         """Flat string params, as logged to MLflow."""

@@ -15,7 +15,7 @@ from skillforge.config import HierarchicalConfig
 from skillforge.errors import SkillforgeError
 from skillforge.hierarchical import (
     MetaController,
-    SkillActionWrapper,
+    SkillActionEnvs,
     run_skill_policy,
     train_meta_controller,
 )
@@ -92,7 +92,8 @@ def train_hierarchical(
         )
     library_skills = load_library(info.run_id, tracking_uri)
     skills = load_skill_set(library_skills, config.skills_from, tracking_uri)
-    env = SkillActionWrapper(make_task(task), skills, config.skill_steps)
+    envs = [make_task(task) for _ in range(config.envs)]
+    lanes = SkillActionEnvs(envs, skills, config.skill_steps)
     fingerprint = skills.fingerprint()
 
     run = client.create_run(
@@ -123,23 +124,23 @@ def train_hierarchical(
     final: dict[str, float] = {}
     with mlflow.start_run(run_id=run_id):
         meta = train_meta_controller(
-            env, config, [_Prefixed(tracker, "", callbacks_for("meta", config.total_steps))]
+            lanes, config, [_Prefixed(tracker, "", callbacks_for("meta", config.total_steps))]
         )
         eval_seed = config.seed + 1_000_003
         final["meta-controller"] = float(
             np.mean(
                 run_skill_policy(
-                    env, lambda obs, rng: meta.choose(obs), eval_seed, episodes=config.eval_episodes
+                    lanes, lambda obs, rng: meta.choose(obs), eval_seed, config.eval_episodes
                 )
             )
         )
         if "best-skill" in config.baselines:
-            best, means = baselines.best_skill(env, config.eval_episodes, eval_seed)
+            best, means = baselines.best_skill(lanes, config.eval_episodes, eval_seed)
             final["best-skill"] = float(means[best])
             client.set_tag(run_id, "skillforge.best_skill", str(best))
         if "random-skills" in config.baselines:
             returns = baselines.random_skills(
-                env,
+                lanes,
                 config.total_steps,
                 config.seed,
                 [
@@ -170,7 +171,7 @@ def train_hierarchical(
             ],
         )
         _log_comparison_plot(client, run_id, tracker.history, final, task, info.name)
-        model_uri = _register_meta_controller(meta, env, info.name, task, run_id)
+        model_uri = _register_meta_controller(meta, lanes, info.name, task, run_id)
     return HierarchicalResult(run_id, task, meta, final, model_uri, frozen)
 
 
@@ -182,12 +183,12 @@ def _metric(key: str, value: float, step: int):
     return Metric(key, value, int(time.time() * 1000), step)
 
 
-def _register_meta_controller(meta, env, library: str, task: str, run_id: str) -> str:
+def _register_meta_controller(meta, lanes, library: str, task: str, run_id: str) -> str:
     import mlflow
     import torch
     from mlflow.models import infer_signature
 
-    observations = np.stack([env.reset(seed=i)[0] for i in range(4)]).astype(np.float32)
+    observations = np.stack([lanes.reset(0, seed=i)[0] for i in range(4)]).astype(np.float32)
     with torch.no_grad():
         q_values = meta(torch.from_numpy(observations)).numpy()
     info = mlflow.pytorch.log_model(

@@ -1,6 +1,7 @@
 """Reusing frozen skills: a skill-action env wrapper and a DQN meta-controller over it.
 
-The wrapper turns any task into a Discrete(N) problem: action k runs skill k for K env steps.
+The skill-action envs turn any task into a Discrete(N) problem: action k runs skill k for K
+env steps, in several copies of the task at once with one batched skill call per env step.
 The meta-controller is Double DQN (van Hasselt et al. 2016) with a replay buffer: off-policy
 replay makes the most of a few thousand decisions (N skills, K steps each), where PPO would
 need many more, and Q(s, .) over N skills is a single forward pass.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -33,44 +34,109 @@ class SkillSet(Protocol):
     obs_dim: int
     action_dim: int
 
-    def act(self, obs: np.ndarray, skill: int) -> np.ndarray:
-        """Deterministic action of `skill` for one observation (obs_dim,)."""
+    def act(self, obs: np.ndarray, skills: np.ndarray) -> np.ndarray:
+        """Deterministic actions (batch, action_dim) for observations (batch, obs_dim), each
+        row with its own skill (batch,)."""
+
+
+class SkillSteps(NamedTuple):
+    """What `SkillActionEnvs.step` returns, one row per stepped lane."""
+
+    obs: np.ndarray  # (lanes, obs_dim) after the skill ran
+    reward: np.ndarray  # (lanes,) the task's reward summed over the steps that ran
+    terminated: np.ndarray  # (lanes,) bool
+    truncated: np.ndarray  # (lanes,) bool
+    env_steps: np.ndarray  # (lanes,) how many env steps ran: K, or fewer if the episode ended
+
+
+class SkillActionEnvs:
+    """Copies of a task ("lanes") in lockstep, each choosing among N frozen skills.
+
+    `step(skills)` runs each lane's skill for `skill_steps` env steps, fewer if its episode
+    ends; every env step of all running lanes is one batched `skills.act` call, so a policy
+    call costs little next to the physics. The skills read the first `skills.obs_dim` entries
+    of the task's observation; the meta-controller sees all of it. A lane whose episode ended
+    steps again only after `reset(lane, seed)`.
+    """
+
+    def __init__(self, envs: list[gym.Env], skills: SkillSet, skill_steps: int) -> None:
+        if skill_steps < 1:
+            raise ValueError(f"skill_steps must be >= 1, got {skill_steps}")
+        if not envs:
+            raise ValueError("SkillActionEnvs needs at least one env")
+        check_compatible(envs[0], skills)
+        self.envs, self.skills, self.skill_steps = envs, skills, skill_steps
+        self.n_skills = skills.n_skills
+        self.observation_space = envs[0].observation_space
+        self.obs = np.zeros((len(envs), self.observation_space.shape[0]), dtype=np.float32)
+        self._ended = np.ones(len(envs), dtype=bool)
+
+    @property
+    def n_envs(self) -> int:
+        return len(self.envs)
+
+    def reset(self, lane: int, seed: int | None = None, **kwargs) -> tuple[np.ndarray, dict]:
+        """Start a new episode in `lane`; its first observation and info."""
+        obs, info = self.envs[lane].reset(seed=seed, **kwargs)
+        self.obs[lane], self._ended[lane] = obs, False
+        return obs, info
+
+    def step(self, skills: np.ndarray, lanes: np.ndarray | None = None) -> SkillSteps:
+        """Run skill `skills[i]` in lane `lanes[i]` (default: every lane, in order)."""
+        lanes = np.arange(self.n_envs) if lanes is None else np.asarray(lanes, dtype=np.int64)
+        skills = np.asarray(skills, dtype=np.int64).reshape(-1)
+        if skills.shape != lanes.shape:
+            raise ValueError(f"{skills.size} skills for {lanes.size} lanes")
+        if len(skills) and (skills.min() < 0 or skills.max() >= self.n_skills):
+            raise ValueError(f"skill out of range 0..{self.n_skills - 1}: {skills.tolist()}")
+        if self._ended[lanes].any():
+            raise RuntimeError("reset a lane whose episode ended before stepping it again")
+        reward = np.zeros(len(lanes))
+        terminated = np.zeros(len(lanes), dtype=bool)
+        truncated = np.zeros(len(lanes), dtype=bool)
+        env_steps = np.zeros(len(lanes), dtype=np.int64)
+        running = np.ones(len(lanes), dtype=bool)
+        for _ in range(self.skill_steps):
+            rows = np.flatnonzero(running)
+            if not len(rows):
+                break
+            obs = self.obs[lanes[rows], : self.skills.obs_dim]
+            actions = self.skills.act(obs, skills[rows])  # one call for every running lane
+            for action, row in zip(actions, rows, strict=True):
+                lane = lanes[row]
+                obs, r, term, trunc, _ = self.envs[lane].step(action)
+                self.obs[lane] = obs
+                reward[row] += float(r)
+                env_steps[row] += 1
+                terminated[row], truncated[row] = term, trunc
+                running[row] = not (term or trunc)
+        self._ended[lanes] = terminated | truncated
+        return SkillSteps(self.obs[lanes].copy(), reward, terminated, truncated, env_steps)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
 
 
 class SkillActionWrapper(gym.Wrapper):
-    """Action space Discrete(N): action k runs skill k for `skill_steps` env steps, stopping
-    early at termination or truncation; the reward is the task's reward summed over them.
-
-    The skills read the first `skills.obs_dim` entries of the task's observation; the
-    meta-controller sees all of it. `info["env_steps"]` says how many env steps ran.
-    """
+    """One task as a gymnasium env with action space Discrete(N), for any discrete-action
+    learner: action k runs skill k for `skill_steps` env steps (one lane of
+    `SkillActionEnvs`), stopping early at termination or truncation; the reward is the
+    task's reward summed over them and `info["env_steps"]` says how many ran."""
 
     def __init__(self, env: gym.Env, skills: SkillSet, skill_steps: int) -> None:
         super().__init__(env)
-        if skill_steps < 1:
-            raise ValueError(f"skill_steps must be >= 1, got {skill_steps}")
-        check_compatible(env, skills)
-        self.skills = skills
-        self.skill_steps = skill_steps
+        self.lanes = SkillActionEnvs([env], skills, skill_steps)
         self.action_space = gym.spaces.Discrete(skills.n_skills)
-        self._obs: np.ndarray | None = None
 
-    def reset(self, **kwargs):
-        self._obs, info = self.env.reset(**kwargs)
-        return self._obs, info
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        return self.lanes.reset(0, seed=seed, options=options)
 
     def step(self, skill):
-        skill = int(skill)
-        if not 0 <= skill < self.skills.n_skills:
-            raise ValueError(f"skill {skill} out of range 0..{self.skills.n_skills - 1}")
-        total_reward, terminated, truncated, info, steps = 0.0, False, False, {}, 0
-        while steps < self.skill_steps and not (terminated or truncated):
-            action = self.skills.act(self._obs[: self.skills.obs_dim], skill)
-            self._obs, reward, terminated, truncated, info = self.env.step(action)
-            total_reward += float(reward)
-            steps += 1
-        info = {**info, "env_steps": steps}
-        return self._obs, total_reward, terminated, truncated, info
+        result = self.lanes.step(np.array([int(skill)]))
+        info = {"env_steps": int(result.env_steps[0])}
+        terminated, truncated = bool(result.terminated[0]), bool(result.truncated[0])
+        return result.obs[0], float(result.reward[0]), terminated, truncated, info
 
 
 def check_compatible(env: gym.Env, skills: SkillSet) -> None:
@@ -106,9 +172,9 @@ class MetaController(torch.nn.Module):
         return self.q(obs)
 
     @torch.no_grad()
-    def choose(self, obs: np.ndarray) -> int:
-        """The greedy skill for one observation."""
-        return int(self(torch.as_tensor(obs, dtype=torch.float32)[None]).argmax())
+    def choose(self, obs: np.ndarray) -> np.ndarray:
+        """The greedy skill for each observation (batch, obs_dim)."""
+        return self(torch.as_tensor(obs, dtype=torch.float32)).argmax(dim=1).numpy()
 
 
 def dqn_loss(online, target, batch, gamma: float) -> torch.Tensor:
@@ -121,90 +187,126 @@ def dqn_loss(online, target, batch, gamma: float) -> torch.Tensor:
     return F.smooth_l1_loss(q, q_target)
 
 
-def train_meta_controller(
-    env: SkillActionWrapper, config: HierarchicalConfig, callbacks=()
-) -> MetaController:
-    """Train a meta-controller on `env` for `config.total_steps` env steps.
+class Decisions(NamedTuple):
+    """One skill choice in each stepped lane and what came of it."""
 
-    Callbacks get `on_step(env_steps, {"return": R, "episode_length": T})` after each episode.
-    """
-    callbacks = CallbackList(callbacks)
-    torch.manual_seed(config.seed)
-    sampler = torch.Generator().manual_seed(config.seed)
-    obs_dim, n_skills = env.observation_space.shape[0], env.action_space.n
-    online = MetaController(obs_dim, n_skills, config.hidden)
-    target = copy.deepcopy(online).requires_grad_(False)
-    optimizer = make_optimizer(online.parameters(), config.lr, torch.device("cpu"))
-    buffer = ReplayBuffer(config.buffer_size, obs_dim, action_dim=0)
-    callbacks.on_start({"step": 0, "total_steps": config.total_steps, "agent": online})
-
-    env_steps, episode, decisions = 0, 0, 0
-    obs, _ = env.reset(seed=episode_seed(config.seed, episode))
-    episode_return, episode_length = 0.0, 0
-    while env_steps < config.total_steps:
-        progress = env_steps / max(1.0, config.exploration_fraction * config.total_steps)
-        epsilon = max(config.epsilon_end, 1.0 - (1.0 - config.epsilon_end) * progress)
-        explore = (
-            decisions < config.learning_starts or float(torch.rand(1, generator=sampler)) < epsilon
-        )
-        if explore:
-            skill = int(torch.randint(n_skills, (1,), generator=sampler))
-        else:
-            skill = online.choose(obs)
-        next_obs, reward, terminated, truncated, info = env.step(skill)
-        buffer.add(obs, skill, np.zeros(0), reward, next_obs, terminated)
-        decisions += 1
-        env_steps += info["env_steps"]
-        episode_return += reward
-        episode_length += info["env_steps"]
-        obs = next_obs
-
-        if decisions >= config.learning_starts and len(buffer) >= config.batch_size:
-            loss = dqn_loss(online, target, buffer.sample(config.batch_size, sampler), config.gamma)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                torch._foreach_lerp_(
-                    list(target.parameters()), list(online.parameters()), config.tau
-                )
-
-        if terminated or truncated:
-            callbacks.on_step(
-                env_steps, {"return": episode_return, "episode_length": episode_length}
-            )
-            episode += 1
-            obs, _ = env.reset(seed=episode_seed(config.seed, episode))
-            episode_return, episode_length = 0.0, 0
-    callbacks.on_end(online)
-    return online.eval()
+    obs: np.ndarray  # (lanes, obs_dim) when the skills were chosen
+    skills: np.ndarray  # (lanes,)
+    result: SkillSteps
 
 
 def run_skill_policy(
-    env: SkillActionWrapper,
-    choose_skill,
+    envs: SkillActionEnvs,
+    choose_skills,
     seed: int,
     episodes: int | None = None,
     env_steps: int | None = None,
     callbacks=(),
+    on_decisions=None,
 ) -> list[float]:
-    """Episode returns when `choose_skill(obs, rng)` picks every skill, for a number of
-    `episodes` or until `env_steps` are spent. Reports each episode like the trainer."""
+    """Episode returns when `choose_skills(obs (lanes, obs_dim), rng)` picks the skills, one
+    call for every lane: `episodes` episodes, or episodes until `env_steps` env steps are
+    spent (the episodes still running then are cut and not counted).
+
+    Episode j starts from `episode_seed(seed, j)`, in whichever lane is free first. Each
+    finished episode is reported as `on_step(env steps so far, {"return", "episode_length"})`;
+    `on_decisions(Decisions)` sees every batch of choices (where a learner learns).
+    """
+    if episodes is None and env_steps is None:
+        raise ValueError("give episodes, env_steps or both")
     callbacks = CallbackList(callbacks)
     rng = np.random.default_rng(seed)
     returns: list[float] = []
-    steps = 0
-    while (episodes is None or len(returns) < episodes) and (
-        env_steps is None or steps < env_steps
-    ):
-        obs, _ = env.reset(seed=episode_seed(seed, len(returns)))
-        total, length, done = 0.0, 0, False
-        while not done:
-            obs, reward, terminated, truncated, info = env.step(choose_skill(obs, rng))
-            total += reward
-            length += info["env_steps"]
-            done = terminated or truncated
-        steps += length
-        returns.append(total)
-        callbacks.on_step(steps, {"return": total, "episode_length": length})
+    total = np.zeros(envs.n_envs)
+    length = np.zeros(envs.n_envs, dtype=np.int64)
+    running = np.zeros(envs.n_envs, dtype=bool)
+    started, steps = 0, 0
+
+    def start(lane: int) -> None:
+        nonlocal started
+        if episodes is None or started < episodes:
+            envs.reset(lane, seed=episode_seed(seed, started))
+            total[lane], length[lane], running[lane] = 0.0, 0, True
+            started += 1
+
+    for lane in range(envs.n_envs):
+        start(lane)
+    while running.any() and (env_steps is None or steps < env_steps):
+        lanes = np.flatnonzero(running)
+        obs = envs.obs[lanes].copy()
+        skills = np.asarray(choose_skills(obs, rng), dtype=np.int64).reshape(len(lanes))
+        result = envs.step(skills, lanes)
+        # counted lane after lane, as if they had run one after another
+        steps_after = steps + np.cumsum(result.env_steps)
+        steps = int(steps_after[-1])
+        total[lanes] += result.reward
+        length[lanes] += result.env_steps
+        if on_decisions is not None:
+            on_decisions(Decisions(obs, skills, result))
+        for row in np.flatnonzero(result.terminated | result.truncated):
+            lane = lanes[row]
+            returns.append(float(total[lane]))
+            report = {"return": returns[-1], "episode_length": int(length[lane])}
+            callbacks.on_step(int(steps_after[row]), report)
+            running[lane] = False
+            start(lane)
     return returns
+
+
+def train_meta_controller(
+    envs: SkillActionEnvs, config: HierarchicalConfig, callbacks=()
+) -> MetaController:
+    """Train a meta-controller on `envs` for `config.total_steps` env steps (all lanes).
+
+    One gradient step per decision, as with a single env; callbacks get
+    `on_step(env_steps, {"return": R, "episode_length": T})` after each episode.
+    """
+    callbacks = CallbackList(callbacks)
+    torch.manual_seed(config.seed)
+    sampler = torch.Generator().manual_seed(config.seed)
+    obs_dim, n_skills = envs.observation_space.shape[0], envs.n_skills
+    online = MetaController(obs_dim, n_skills, config.hidden)
+    target = copy.deepcopy(online).requires_grad_(False)
+    optimizer = make_optimizer(online.parameters(), config.lr, torch.device("cpu"))
+    buffer = ReplayBuffer(config.buffer_size, obs_dim, action_dim=0)
+    counts = {"env_steps": 0, "decisions": 0}
+    callbacks.on_start({"step": 0, "total_steps": config.total_steps, "agent": online})
+
+    def epsilon_greedy(obs: np.ndarray, rng) -> np.ndarray:
+        progress = counts["env_steps"] / max(1.0, config.exploration_fraction * config.total_steps)
+        epsilon = max(config.epsilon_end, 1.0 - (1.0 - config.epsilon_end) * progress)
+        if counts["decisions"] < config.learning_starts:
+            epsilon = 1.0
+        explore = torch.rand(len(obs), generator=sampler) < epsilon
+        random_skills = torch.randint(n_skills, (len(obs),), generator=sampler)
+        return torch.where(explore, random_skills, torch.from_numpy(online.choose(obs))).numpy()
+
+    def learn(decisions: Decisions) -> None:
+        result = decisions.result
+        for row, skill in enumerate(decisions.skills):
+            next_obs, terminated = result.obs[row], result.terminated[row]
+            buffer.add(decisions.obs[row], skill, (), result.reward[row], next_obs, terminated)
+        counts["env_steps"] += int(result.env_steps.sum())
+        for _ in decisions.skills:
+            counts["decisions"] += 1
+            if counts["decisions"] >= config.learning_starts and len(buffer) >= config.batch_size:
+                batch = buffer.sample(config.batch_size, sampler)
+                loss = dqn_loss(online, target, batch, config.gamma)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                with torch.no_grad():
+                    torch._foreach_lerp_(
+                        list(target.parameters()), list(online.parameters()), config.tau
+                    )
+
+    run_skill_policy(
+        envs,
+        epsilon_greedy,
+        config.seed,
+        env_steps=config.total_steps,
+        callbacks=[callbacks],
+        on_decisions=learn,
+    )
+    callbacks.on_end(online)
+    return online.eval()

@@ -1,7 +1,7 @@
 """Frozen skills from where they are kept: a checkpoint, the Model Registry, an ONNX export.
 
-All three give the same `act(obs, skill)` (the `SkillSet` protocol of `hierarchical`) and a
-`fingerprint()` that changes if anything in the skills changes.
+All three give the same batched `act(obs, skills)` (the `SkillSet` protocol of `hierarchical`)
+and a `fingerprint()` that changes if anything in the skills changes.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ class LibrarySkills:
         self.n_skills = library.n_skills
         self.obs_dim, self.action_dim = library.spec.obs_dim, library.spec.action_dim
 
-    def act(self, obs: np.ndarray, skill: int) -> np.ndarray:
-        return self.library.act(obs, skill)
+    def act(self, obs: np.ndarray, skills: np.ndarray) -> np.ndarray:
+        return self.library.act(obs, skills)
 
     def fingerprint(self) -> str:
         return parameter_hash(self.library.policy)
@@ -60,8 +60,15 @@ class RegistrySkills:
         return cls(models, spec)
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, skill: int) -> np.ndarray:
-        return self.models[skill](torch.as_tensor(obs, dtype=torch.float32)[None])[0].numpy()
+    def act(self, obs: np.ndarray, skills: np.ndarray) -> np.ndarray:
+        """One batched call per skill in use (each skill is its own registered model)."""
+        obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32))
+        skills = np.asarray(skills)
+        actions = np.zeros((len(obs_t), self.action_dim), dtype=np.float32)
+        for skill in np.unique(skills):
+            rows = np.flatnonzero(skills == skill)
+            actions[rows] = self.models[int(skill)](obs_t[rows]).numpy()
+        return actions
 
     def fingerprint(self) -> str:
         return hashlib.sha256("".join(parameter_hash(m) for m in self.models).encode()).hexdigest()
@@ -108,12 +115,12 @@ class OnnxSkills:
             )
         return cls(path, spec)
 
-    def act(self, obs: np.ndarray, skill: int) -> np.ndarray:
+    def act(self, obs: np.ndarray, skills: np.ndarray) -> np.ndarray:
         inputs = {
-            "observation": np.asarray(obs, dtype=np.float32)[None],
-            "skill": np.array([skill], dtype=np.int64),
+            "observation": np.asarray(obs, dtype=np.float32),
+            "skill": np.asarray(skills, dtype=np.int64),
         }
-        return self.session.run(["action"], inputs)[0][0]
+        return self.session.run(["action"], inputs)[0]
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()

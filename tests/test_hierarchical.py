@@ -13,7 +13,12 @@ from skillforge import baselines, export_library, pipeline
 from skillforge.config import HierarchicalConfig
 from skillforge.downstream import train_hierarchical
 from skillforge.errors import ConfigError, EnvError
-from skillforge.hierarchical import SkillActionWrapper, run_skill_policy, train_meta_controller
+from skillforge.hierarchical import (
+    SkillActionEnvs,
+    SkillActionWrapper,
+    run_skill_policy,
+    train_meta_controller,
+)
 from skillforge.skill_sources import LibrarySkills, OnnxSkills, RegistrySkills
 from skillforge.tasks import HURDLE_HEIGHT, HURDLE_SPACING, WAYPOINTS, make_task
 
@@ -23,9 +28,9 @@ class ConstantSkills:
 
     n_skills, obs_dim, action_dim = 3, 3, 1
 
-    def act(self, obs, skill):
-        assert obs.shape == (3,)
-        return np.array([skill - 1.0], dtype=np.float32)
+    def act(self, obs, skills):
+        assert obs.shape == (len(skills), 3)
+        return (np.asarray(skills, dtype=np.float32) - 1.0)[:, None]
 
 
 def test_wrapper_runs_k_steps_sums_rewards_and_stops_at_the_episode_end():
@@ -57,6 +62,31 @@ def test_wrapper_runs_k_steps_sums_rewards_and_stops_at_the_episode_end():
         env.step(3)
     with pytest.raises(ValueError):
         SkillActionWrapper(gym.make("Pendulum-v1"), ConstantSkills(), skill_steps=0)
+
+
+def test_lanes_step_in_lockstep_and_give_the_single_env_results():
+    def policy(obs, rng):  # depends on the observation only
+        return (obs[:, 2] > 0).astype(np.int64) * 2
+
+    alone = SkillActionEnvs([gym.make("Pendulum-v1")], ConstantSkills(), skill_steps=7)
+    expected = run_skill_policy(alone, policy, seed=3, episodes=5)
+    calls = []
+
+    class CountingSkills(ConstantSkills):
+        def act(self, obs, skills):
+            calls.append(len(obs))
+            return super().act(obs, skills)
+
+    lanes = SkillActionEnvs([gym.make("Pendulum-v1") for _ in range(3)], CountingSkills(), 7)
+    assert run_skill_policy(lanes, policy, seed=3, episodes=5) == pytest.approx(expected)
+    assert max(calls) == 3 and sum(calls) == 5 * 200  # one call per env step for all lanes
+    with pytest.raises(RuntimeError, match="reset"):
+        lanes.step(np.zeros(3))  # every lane's episode has ended
+    lanes.reset(0, seed=0)
+    with pytest.raises(ValueError, match="2 skills for 1 lanes"):
+        lanes.step(np.zeros(2), lanes=np.array([0]))
+    with pytest.raises(ValueError, match="out of range"):
+        lanes.step(np.array([3]), lanes=np.array([0]))
 
 
 def test_a_library_of_another_env_is_refused():
@@ -120,28 +150,32 @@ def test_skills_stay_frozen_and_every_source_gives_the_same_results(library, sto
         "onnx": OnnxSkills.load("lib", library.library.spec),
     }
     obs = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
-    for skill in range(4):
-        for row in obs:
-            expected = sources["checkpoint"].act(row, skill)
-            np.testing.assert_allclose(sources["registry"].act(row, skill), expected, atol=1e-6)
-            np.testing.assert_allclose(sources["onnx"].act(row, skill), expected, atol=1e-5)
-    config = HierarchicalConfig(total_steps=1_000, skill_steps=10, hidden=32, learning_starts=20)
+    mixed = np.arange(20) % 4
+    expected = sources["checkpoint"].act(obs, mixed)
+    assert expected.shape == (20, 1)
+    np.testing.assert_allclose(sources["registry"].act(obs, mixed), expected, atol=1e-6)
+    np.testing.assert_allclose(sources["onnx"].act(obs, mixed), expected, atol=1e-5)
+    config = HierarchicalConfig(
+        total_steps=1_000, skill_steps=10, hidden=32, learning_starts=20, envs=3
+    )
     curves = {}
     for name, skills in sources.items():
         before = skills.fingerprint()
-        env = SkillActionWrapper(gym.make("Pendulum-v1"), skills, config.skill_steps)
-        meta = train_meta_controller(env, config)
+        envs = [gym.make("Pendulum-v1") for _ in range(config.envs)]
+        lanes = SkillActionEnvs(envs, skills, config.skill_steps)
+        meta = train_meta_controller(lanes, config)
         assert skills.fingerprint() == before
-        curves[name] = run_skill_policy(env, lambda o, rng, m=meta: m.choose(o), 0, episodes=2)
+        curves[name] = run_skill_policy(lanes, lambda o, rng, m=meta: m.choose(o), 0, episodes=2)
     assert curves["checkpoint"] == pytest.approx(curves["registry"], abs=1e-3)
     assert curves["checkpoint"] == pytest.approx(curves["onnx"], abs=1e-2)
 
 
 def test_baselines_at_the_same_budget(library):
-    env = SkillActionWrapper(gym.make("Pendulum-v1"), LibrarySkills(library.library), 10)
-    best, means = baselines.best_skill(env, episodes=1, seed=0)
+    envs = [gym.make("Pendulum-v1") for _ in range(2)]
+    lanes = SkillActionEnvs(envs, LibrarySkills(library.library), 10)
+    best, means = baselines.best_skill(lanes, episodes=1, seed=0)
     assert means.shape == (4,) and means[best] == means.max()
-    alone = run_skill_policy(env, lambda obs, rng: best, 0, episodes=1)
+    alone = run_skill_policy(lanes, lambda obs, rng: np.full(len(obs), best), 0, episodes=1)
     assert alone[0] == pytest.approx(means[best])
     reported = []
 
@@ -149,8 +183,10 @@ def test_baselines_at_the_same_budget(library):
         def on_step(self, step, metrics):
             reported.append(step)
 
-    returns = baselines.random_skills(env, 1_000, seed=0, callbacks=[Recorder()])
-    assert len(returns) == 5 and reported == [200, 400, 600, 800, 1000]
+    returns = baselines.random_skills(lanes, 1_000, seed=0, callbacks=[Recorder()])
+    # two lanes in lockstep, counted one after the other: four episodes by 800 steps; the
+    # two started then are cut at 1,000
+    assert len(returns) == 4 and reported == [390, 400, 790, 800]
     sac_returns = baselines.sac_from_scratch(gym.make("Pendulum-v1"), 400, 32, seed=0)
     assert len(sac_returns) == 2
 
@@ -163,6 +199,7 @@ def test_tracked_run_is_linked_to_its_library(library, store):
         learning_starts=20,
         baselines=("best-skill", "random-skills"),
         eval_episodes=1,
+        envs=2,
     )
     result = train_hierarchical("lib", config, store)
     client = MlflowClient(store)
@@ -172,7 +209,7 @@ def test_tracked_run_is_linked_to_its_library(library, store):
     assert run.data.tags["skillforge.skills_frozen"] == "true"
     assert run.data.params["task"] == "Pendulum-v1" and run.data.params["skill_steps"] == "10"
     steps = [m.step for m in client.get_metric_history(result.run_id, "return")]
-    assert steps == [200, 400, 600, 800]
+    assert steps == [390, 400, 790, 800]  # two lanes, counted one after the other
     assert len(client.get_metric_history(result.run_id, "baseline/random-skills/return")) == 4
     for name in ("meta-controller", "best-skill", "random-skills"):
         assert f"final_return/{name}" in run.data.metrics
@@ -192,6 +229,7 @@ def test_refusals(library, store):
         (["hopper", "--library", "lib"], "learned on Pendulum-v1"),
         (["--library", "lib", "--baselines", "magic"], "unknown baseline"),
         (["--library", "lib", "--skills-from", "ftp"], "--skills-from"),
+        (["--library", "lib", "--envs", "0"], "--envs"),
     ):
         result = runner.invoke(app, ["hierarchical", *args, "--tracking-uri", store])
         assert result.exit_code != 0
