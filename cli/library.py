@@ -47,7 +47,8 @@ def library_show(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Show one library, skill by skill."""
-    from skillforge.tracking import find_library, library_skills
+    from skillforge.registry import library_skills
+    from skillforge.tracking import find_library
 
     info = find_library(library, tracking_uri)
     typer.echo(

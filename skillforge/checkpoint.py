@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from skillforge.errors import CheckpointError
+from skillforge.errors import CheckpointError, first_line
 
 FORMAT = "skillforge-checkpoint"
 FORMAT_VERSION = 1
@@ -96,15 +96,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"refusing to load {path}: it is not a plain-tensor checkpoint "
-            f"({_first_line(error)[:120]})"
+            f"({first_line(error, 120)})"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
         raise CheckpointError(
-            f"checkpoint {path} is truncated or corrupt ({_first_line(error)[:200]})"
+            f"checkpoint {path} is truncated or corrupt ({first_line(error, 200)})"
         ) from None
     except Exception as error:  # anything else a hostile file can provoke in the unpickler
         raise CheckpointError(
-            f"cannot read checkpoint {path} ({type(error).__name__}: {_first_line(error)[:200]})"
+            f"cannot read checkpoint {path} ({type(error).__name__}: {first_line(error, 200)})"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a skillforge checkpoint")
@@ -114,11 +114,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             f"this skillforge reads {FORMAT_VERSION}"
         )
     return state
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -37,3 +37,10 @@ class TrainingDiverged(SkillforgeError):
 
 class ExportError(SkillforgeError):
     """An export was refused or failed its checks; nothing was written."""
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type name if it has none), shortened
+    to `limit` characters: what a one-line error may quote of a library's exception."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from skillforge import tracking
+from skillforge import registry, tracking
 from skillforge.config import is_valid_name
 from skillforge.envs import make_env
-from skillforge.errors import ExportError
+from skillforge.errors import ExportError, first_line
 from skillforge.library import SkillLibrary
 from skillforge.nets import TanhGaussianPolicy
 
@@ -124,7 +124,7 @@ def export_saved_library(
             "tracking_uri": _without_credentials(tracking.resolve_tracking_uri(tracking_uri)),
             "experiment": info.experiment,
             "registered_models": [
-                skill.model_uri for skill in tracking.library_skills(info, tracking_uri)
+                skill.model_uri for skill in registry.library_skills(info, tracking_uri)
             ],
         }
     return export_library(
@@ -316,7 +316,7 @@ def _write_and_check(
             save(module, example_args, path, _file_metadata(library, skill))
             run = load(path)
         except Exception as error:  # the exporter's own failures: one line, nothing kept
-            raise ExportError(f"{fmt} export of {name} failed: {_first_line(error)}") from None
+            raise ExportError(f"{fmt} export of {name} failed: {first_line(error)}") from None
         if skill is None:
             obs, skill_ids = np.tile(observations, (n_skills, 1)), every_skill
         else:
@@ -370,7 +370,7 @@ def _file_metadata(library: SkillLibrary, skill: int | None) -> dict[str, str]:
         )
         inputs = observation
     return {
-        **tracking.library_tags(library, library.run_id),
+        **registry.library_tags(library, library.run_id),
         "skill": "all" if skill is None else str(skill),
         "inputs": inputs,
         "outputs": f"action float32 [batch, {spec.action_dim}]",
@@ -468,7 +468,7 @@ def _log_models(
         else:
             inputs, outputs = example, library.act(example, int(stem.split("-")[1]))
         models.append((stem, str(folder / name), inputs, outputs))
-    return tracking.log_onnx_models(client, library.run_id, models)
+    return registry.log_onnx_models(client, library.run_id, models)
 
 
 def _manifest(
@@ -566,8 +566,3 @@ def _without_credentials(uri: str) -> str:
     if "@" not in parts.netloc:
         return uri
     return urlunparse(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__

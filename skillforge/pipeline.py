@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from skillforge import tracking
+from skillforge import delivery, registry, tracking
 from skillforge.checkpoint import CheckpointWriteError, load_checkpoint, remove_stale_temp_files
 from skillforge.config import PretrainConfig, is_valid_name
 from skillforge.envs import resolve_env_id
@@ -35,6 +35,7 @@ from skillforge.errors import (
     SkillforgeError,
     TrainingDiverged,
     TrainingInterrupted,
+    first_line,
 )
 from skillforge.library import LibrarySpec, SkillLibrary
 
@@ -264,7 +265,7 @@ def _run(
     """Train (from `state` if given), then complete the library."""
     from skillforge import diayn, evaluate
 
-    tracker = tracking.BufferedTracker(client, run_id, _journal(checkpoint_path, run_id), sent_step)
+    tracker = delivery.BufferedTracker(client, run_id, _journal(checkpoint_path, run_id), sent_step)
     if state is not None:
         tracker.last_checkpoint = (checkpoint_path, int(state["step"]))
     client.set_tag(run_id, tracking.TAG_STATUS, "running")
@@ -326,7 +327,7 @@ def _complete(
             f"{checkpoint_path} does not hold a skill library ({error})"
         ) from None
     library.run_id = run_id
-    tracker = tracking.BufferedTracker(client, run_id, _journal(checkpoint_path, run_id), sent_step)
+    tracker = delivery.BufferedTracker(client, run_id, _journal(checkpoint_path, run_id), sent_step)
     return _complete_library(
         client,
         tracker,
@@ -388,7 +389,7 @@ def _complete_library(
         _log_plots(client, tracker, run_id, library, report)
         client.log_artifact(run_id, checkpoint_path, "checkpoint")
         with mlflow.start_run(run_id=run_id):
-            models = tracking.register_skills(
+            models = registry.register_skills(
                 client, library, run_id, _example_observations(library), step
             )
             client.set_tag(run_id, tracking.TAG_STATUS, "finished")
@@ -396,7 +397,7 @@ def _complete_library(
         raise
     except Exception as error:  # the store failed mid-way: nothing is lost, retry later
         raise tracking.StoreUnavailable(
-            f"registering library {config.name} failed ({_first_line(error)}); "
+            f"registering library {config.name} failed ({first_line(error)}); "
             f"its training is complete and saved in {checkpoint_path}; retry with: {later}"
         ) from error
     return PretrainResult(library, run_id, client.tracking_uri, checkpoint_path, models, metrics)
@@ -438,7 +439,7 @@ def _record_end(tracker, run_id: str, status: str, mlflow_status: str) -> None:
             "could not record the end of run %s in the tracking store (%s); its metrics are "
             "kept in %s",
             run_id,
-            _first_line(error),
+            first_line(error),
             tracker.journal.path if tracker.journal else "memory only",
         )
 
@@ -450,8 +451,8 @@ def _last_good(tracker) -> str:
     return f"the last good checkpoint (step {step:,}) is kept in {path}"
 
 
-def _journal(checkpoint_path: str, run_id: str) -> tracking.MetricJournal:
-    return tracking.MetricJournal(Path(checkpoint_path).parent / JOURNAL_FILE, run_id)
+def _journal(checkpoint_path: str, run_id: str) -> delivery.MetricJournal:
+    return delivery.MetricJournal(Path(checkpoint_path).parent / JOURNAL_FILE, run_id)
 
 
 # -- where a library lives --------------------------------------------------------------------
@@ -669,8 +670,3 @@ def load_library(
     library = SkillLibrary.from_checkpoint(_local_checkpoint(client, info), name=info.name)
     library.run_id = info.run_id
     return library
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from skillforge.errors import SkillforgeError
+from skillforge.errors import SkillforgeError, first_line
 from skillforge.hierarchical import parameter_hash
 from skillforge.library import LibrarySpec, SkillLibrary
 
@@ -46,7 +46,7 @@ class RegistrySkills:
         import mlflow
         from mlflow.exceptions import MlflowException
 
-        from skillforge.tracking import model_name
+        from skillforge.registry import model_name
 
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
@@ -95,8 +95,7 @@ class OnnxSkills:
             )
             inputs = {node.name for node in self.session.get_inputs()}
         except Exception as error:  # onnxruntime raises its own types for broken files
-            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            message = f"{path} is not a readable ONNX model ({first_line[:200]})"
+            message = f"{path} is not a readable ONNX model ({first_line(error, 200)})"
             raise SkillforgeError(message) from None
         if not matches or inputs != {"observation", "skill"}:
             raise SkillforgeError(f"{path} is not an export of this library; export it again")

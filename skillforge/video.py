@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from skillforge.envs import make_env, resolve_env_id
+from skillforge.errors import first_line
 
 # What headless MuJoCo rendering needs, by MUJOCO_GL backend.
 _MUJOCO_NEEDS = {
@@ -56,18 +57,20 @@ def is_mujoco(env_id: str) -> bool:
     return "mujoco" in str(gym.spec(resolve_env_id(env_id)).entry_point)
 
 
-def use_headless_gl() -> None:
-    """Pick EGL for MuJoCo when no display is there and the user chose no backend."""
-    if "MUJOCO_GL" not in os.environ and not (
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    ):
-        os.environ["MUJOCO_GL"] = "egl"
+def use_headless_rendering() -> None:
+    """Without a display, and unless the user chose: MuJoCo renders through EGL, and SDL
+    (pygame, used by the Box2D and classic-control envs) draws offscreen, without probing
+    for a desktop session (which prints "error: XDG_RUNTIME_DIR ..." lines)."""
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 
 def make_render_env(env_id: str, size: int):
     """An env that renders `rgb_array` frames (MuJoCo: size x size, shadows off)."""
+    use_headless_rendering()
     if is_mujoco(env_id):
-        use_headless_gl()
         env = make_env(env_id, render_mode="rgb_array", width=size, height=size)
         env.unwrapped.model.light_castshadow[:] = 0  # the shadow map costs ~2/3 of a frame
         return env
@@ -157,9 +160,9 @@ def rendering_problem(env_id: str, size: int = 64) -> str | None:
         name = error.name or "a rendering library"
         return f"rendering {env_id} needs the Python package {name} (pip install {name})"
     except gym.error.DependencyNotInstalled as error:  # e.g. pygame for Box2D, classic control
-        return f"rendering {env_id} needs a missing Python package: {_first_line(error)}"
+        return f"rendering {env_id} needs a missing Python package: {first_line(error, 160)}"
     except Exception as error:  # GL contexts fail with many exception types
-        reason = _first_line(error)
+        reason = first_line(error, 160)
         if is_mujoco(env_id):
             backend = os.environ.get("MUJOCO_GL", "")
             needs = _MUJOCO_NEEDS.get(backend, "MUJOCO_GL=egl and libegl1 libegl-mesa0")
@@ -168,11 +171,6 @@ def rendering_problem(env_id: str, size: int = 64) -> str | None:
     finally:
         if env is not None:
             env.close()
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:160] if text else type(error).__name__
 
 
 def write_gif(

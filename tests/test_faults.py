@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from skillforge import checkpoint as checkpoint_module
-from skillforge import diayn, pipeline, tracking
+from skillforge import delivery, diayn, pipeline, tracking
 from skillforge.checkpoint import CheckpointWriteError, load_checkpoint
 from skillforge.errors import CheckpointError, TrainingDiverged
 from skillforge.library import SkillLibrary
@@ -380,16 +380,16 @@ def test_library_names_cannot_leave_the_checkpoint_folder(tmp_path):
 
 def test_metric_journal_drops_a_torn_line_and_ignores_another_runs_journal(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    journal = tracking.MetricJournal(path, "run-a")
+    journal = delivery.MetricJournal(path, "run-a")
     assert journal.load() == []
     for step in (50, 100):
-        journal.append(tracking.Report(step, 1_000 + step, {"log_q_z": -1.0 / step}))
+        journal.append(delivery.Report(step, 1_000 + step, {"log_q_z": -1.0 / step}))
     with open(path, "a") as handle:
         handle.write('{"step": 150, "time": 11')  # a kill in the middle of a write
-    reports = tracking.MetricJournal(path, "run-a").load()
+    reports = delivery.MetricJournal(path, "run-a").load()
     assert [r.step for r in reports] == [50, 100]
     assert path.read_text().endswith("\n")  # the torn line is gone, appends stay clean
-    assert tracking.MetricJournal(path, "run-b").load() == []
+    assert delivery.MetricJournal(path, "run-b").load() == []
     header = json.loads(path.read_text().splitlines()[0])
     assert header["run_id"] == "run-b"
 
@@ -398,11 +398,11 @@ def test_buffered_tracker_resends_only_what_the_store_lacks(store, tmp_path):
     client = tracking.connect(store)
     experiment = tracking.ensure_experiment(client, "journal")
     run_id = client.create_run(experiment).info.run_id
-    journal = tracking.MetricJournal(tmp_path / "metrics.jsonl", run_id)
+    journal = delivery.MetricJournal(tmp_path / "metrics.jsonl", run_id)
     journal.load()
     for step in (100, 200, 300):
-        journal.append(tracking.Report(step, 5_000 + step, {"loss": float(step)}))
-    tracker = tracking.BufferedTracker(client, run_id, journal, sent_step=100)
+        journal.append(delivery.Report(step, 5_000 + step, {"loss": float(step)}))
+    tracker = delivery.BufferedTracker(client, run_id, journal, sent_step=100)
     tracker.on_step(200, {"loss": 999.0})  # the resumed run reaches a journaled step again
     tracker.on_step(400, {"loss": 400.0})
     assert tracker.close(timeout=30)
@@ -410,7 +410,7 @@ def test_buffered_tracker_resends_only_what_the_store_lacks(store, tmp_path):
     assert history == [(200, 200.0), (300, 300.0), (400, 400.0)]
     assert client.get_run(run_id).data.tags[tracking.TAG_STEP] == "400"
     # sending the journal again (a crash after sending, before the step tag) adds nothing
-    again = tracking.BufferedTracker(client, run_id, journal, sent_step=100)
+    again = delivery.BufferedTracker(client, run_id, journal, sent_step=100)
     assert again.close(timeout=30)
     assert len(client.get_metric_history(run_id, "loss")) == 3
 
@@ -419,9 +419,9 @@ def test_buffered_tracker_keeps_reports_and_warns_once_while_the_store_is_down(t
     with socket.socket() as probe:  # a port nobody listens on: connection refused
         probe.bind(("127.0.0.1", 0))
         uri = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    journal = tracking.MetricJournal(tmp_path / "metrics.jsonl", "run-down")
+    journal = delivery.MetricJournal(tmp_path / "metrics.jsonl", "run-down")
     journal.load()
-    tracker = tracking.BufferedTracker(MlflowClient(uri), "run-down", journal, retry_seconds=0.05)
+    tracker = delivery.BufferedTracker(MlflowClient(uri), "run-down", journal, retry_seconds=0.05)
     for step in (100, 200, 300):
         tracker.on_step(step, {"loss": float(step)})
     assert not tracker.flush(timeout=0.5)
@@ -430,7 +430,7 @@ def test_buffered_tracker_keeps_reports_and_warns_once_while_the_store_is_down(t
     warnings = [r.getMessage() for r in caplog.records if "does not answer" in r.getMessage()]
     assert len(warnings) == 1 and "training goes on" in warnings[0], warnings
     assert str(journal.path) in warnings[0]
-    kept = tracking.MetricJournal(journal.path, "run-down").load()
+    kept = delivery.MetricJournal(journal.path, "run-down").load()
     assert [(r.step, r.metrics["loss"]) for r in kept] == [(100, 100.0), (200, 200.0), (300, 300.0)]
 
 

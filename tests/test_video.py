@@ -119,12 +119,31 @@ def test_a_missing_gl_library_names_the_system_package():
     assert "libosmesa6" in message and "MUJOCO_GL=osmesa" in message
 
 
-def test_headless_gl_defaults_to_egl_only_without_a_display(monkeypatch):
-    monkeypatch.delenv("MUJOCO_GL", raising=False)
-    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+def test_headless_rendering_is_chosen_only_without_a_display(monkeypatch):
+    for name in ("MUJOCO_GL", "SDL_VIDEODRIVER", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DISPLAY", ":0")
-    video.use_headless_gl()
-    assert "MUJOCO_GL" not in os.environ
+    video.use_headless_rendering()
+    assert "MUJOCO_GL" not in os.environ and "SDL_VIDEODRIVER" not in os.environ
     monkeypatch.delenv("DISPLAY")
-    video.use_headless_gl()
-    assert os.environ["MUJOCO_GL"] == "egl"
+    monkeypatch.setenv("SDL_VIDEODRIVER", "offscreen")  # the user's choice stays
+    video.use_headless_rendering()
+    assert os.environ["MUJOCO_GL"] == "egl" and os.environ["SDL_VIDEODRIVER"] == "offscreen"
+
+
+def test_classic_control_rendering_prints_no_sdl_errors(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "XDG_RUNTIME_DIR")}
+    env.pop("SDL_VIDEODRIVER", None)
+    script = (
+        "from skillforge.video import make_render_env\n"
+        "env = make_render_env('Pendulum-v1', 64)\n"
+        "env.reset(seed=0)\n"
+        "print(env.render().shape)\n"
+        "env.close()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(500, 500, 3)"
+    assert "error" not in done.stderr.lower(), done.stderr
