@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from rich.progress import (
@@ -36,13 +37,17 @@ class _StepRate(ProgressColumn):
 
 
 class TrainingProgress:
-    """Steps done of total, steps/s, elapsed, ETA, and a one-line summary of the metrics."""
+    """Steps done of total, steps/s, elapsed, ETA, and a one-line summary of the metrics.
+
+    On a terminal, a live bar. Otherwise (a log file, `nohup`, CI) a plain line every
+    `log_seconds` and at the end, so a log shows progress while the work runs."""
 
     def __init__(
         self,
         label: str = "DIAYN",
         summary: Callable[[dict], str | None] = diayn_summary,
         end_message: str = "Training done; evaluating and registering the skills...",
+        log_seconds: float = 30.0,
     ) -> None:
         self.label, self.summary, self.end_message = label, summary, end_message
         self.progress = Progress(
@@ -56,29 +61,80 @@ class TrainingProgress:
             TextColumn("{task.fields[summary]}"),
             speed_estimate_period=120,
         )
+        self.live = self.progress.console.is_terminal
+        self.log_seconds = log_seconds
         self.task = None
+        self._plain = _PlainLog(label)
 
     def __enter__(self) -> TrainingProgress:
-        self.progress.start()
+        if self.live:
+            self.progress.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.progress.stop()
+        if self.live:
+            self.progress.stop()
 
     def on_start(self, info: dict) -> None:
         self.task = self.progress.add_task(
             self.label, total=info["total_steps"], completed=info["step"], summary=""
         )
+        self._plain.start(info["step"], info["total_steps"])
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
         summary = self.summary(metrics)
         fields = {} if summary is None else {"summary": summary}
         self.progress.update(self.task, completed=step, **fields)
+        if not self.live and self._plain.due(self.log_seconds):
+            self._print(self._plain.line(step, summary or ""))
 
     def on_end(self, result) -> None:
-        self.progress.update(self.task, completed=self.progress.tasks[self.task].total)
+        task = self.progress.tasks[self.task]
+        self.progress.update(self.task, completed=task.total)
+        if not self.live:
+            self._print(self._plain.line(int(task.total), task.fields.get("summary", "")))
         if self.end_message:
-            self.progress.console.print(self.end_message)
+            self._print(self.end_message)
+
+    def _print(self, text: str) -> None:
+        self.progress.console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+class _PlainLog:
+    """The text of one progress line: steps, share, rate since the start, elapsed, ETA."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.first_step, self.total = 0, 0
+        self.started = self.last = time.monotonic()
+
+    def start(self, step: int, total: int) -> None:
+        self.first_step, self.total = step, total
+        self.started = self.last = time.monotonic()
+
+    def due(self, seconds: float) -> bool:
+        if time.monotonic() - self.last < seconds:
+            return False
+        self.last = time.monotonic()
+        return True
+
+    def line(self, step: int, summary: str) -> str:
+        elapsed = time.monotonic() - self.started
+        rate = (step - self.first_step) / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - step) / rate if rate > 0 else float("nan")
+        share = step / self.total if self.total else 1.0
+        text = (
+            f"{self.label} {step:,}/{self.total:,} ({share:.0%}) {rate:,.0f} steps/s "
+            f"elapsed {_clock(elapsed)} ETA {_clock(eta)}"
+        )
+        return f"{text}  {summary}" if summary else text
+
+
+def _clock(seconds: float) -> str:
+    if seconds != seconds:  # NaN: no rate yet
+        return "-:--:--"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def quiet_mlflow() -> None:

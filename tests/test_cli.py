@@ -134,3 +134,20 @@ def test_ctrl_c_checkpoints_ends_the_run_killed_and_says_how_to_resume(workdir):
     finished = client.get_run(run_id)
     assert finished.info.status == "FINISHED"
     assert finished.data.tags["skillforge.step"] == "500"
+
+
+def test_progress_without_a_terminal_prints_plain_lines_with_rate_and_eta(capsys):
+    from cli.progress import TrainingProgress
+
+    with TrainingProgress("DIAYN", log_seconds=0.0, end_message="done") as progress:
+        progress.on_start({"step": 1_000, "total_steps": 5_000})
+        for step in (2_000, 3_000):
+            progress.on_step(step, {"log_q_z": -1.25, "discriminator_accuracy": 0.5})
+        progress.on_end(None)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and lines[-1] == "done"
+    assert lines[0].startswith("DIAYN 2,000/5,000 (40%) ")
+    assert "steps/s elapsed 0:00:00 ETA " in lines[0]
+    assert lines[0].endswith("log q(z|s) -1.250  acc 0.50")
+    assert lines[2].startswith("DIAYN 5,000/5,000 (100%) ")
+    assert not any("\x1b[" in line for line in lines)  # no terminal escapes in a log
