@@ -4,6 +4,7 @@ import gymnasium as gym
 import mlflow
 import numpy as np
 import pytest
+import torch
 from helpers import tiny_config
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
@@ -16,6 +17,7 @@ from skillforge.errors import ConfigError, EnvError
 from skillforge.hierarchical import (
     SkillActionEnvs,
     SkillActionWrapper,
+    reward_scale_for,
     run_skill_policy,
     train_meta_controller,
 )
@@ -87,6 +89,14 @@ def test_lanes_step_in_lockstep_and_give_the_single_env_results():
         lanes.step(np.zeros(2), lanes=np.array([0]))
     with pytest.raises(ValueError, match="out of range"):
         lanes.step(np.array([3]), lanes=np.array([0]))
+
+
+def test_reward_scale_brings_dense_rewards_to_q_values_of_order_ten():
+    dense = torch.tensor([12.0, -14.0, 16.0, 18.0])  # Hopper: ~15 per decision of K=10 steps
+    assert reward_scale_for(dense) == pytest.approx(1 / 150)
+    assert reward_scale_for(torch.tensor([0.0, 0.0, 1.0, 0.0])) == pytest.approx(0.4)
+    assert reward_scale_for(torch.tensor([0.0, 0.0, 0.01])) == 1.0  # never scaled up
+    assert reward_scale_for(torch.zeros(3)) == 1.0 and reward_scale_for(torch.zeros(0)) == 1.0
 
 
 def test_a_library_of_another_env_is_refused():
