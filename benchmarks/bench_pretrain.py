@@ -345,6 +345,14 @@ def main() -> None:
         f"  skillforge fraction of the matmul ceiling: median {fraction['median']:.0%} "
         f"(min {fraction['min']:.0%}, max {fraction['max']:.0%})"
     )
+    # SB3 does the same SAC matmuls without the discriminator's
+    sb3_gflop = gflop_per_update - flops["discriminator q(z|s') fwd+bwd"] / 1e9
+    sb3_fraction = rates["sb3"]["median"] * sb3_gflop / ceiling
+    triple = 3 * rates["sb3"]["median"] * gflop_per_update / ceiling
+    print(
+        f"  SB3 fraction of the ceiling ({sb3_gflop:.3f} GFLOP/update): median {sb3_fraction:.0%};"
+        f" 3x SB3 would need {triple:.0%} of the ceiling"
+    )
     buffer_mib = BUFFER * ((2 * obs_dim + action_dim + 2) * 4 + 8) / 2**20
     print(
         f"  (peak RSS per process, {BUFFER:,}-transition buffer: skillforge's {buffer_mib:.0f} MiB "
@@ -375,6 +383,8 @@ def main() -> None:
         "runs": runs,
         "ratio_skillforge_over_sb3": ratio,
         "fraction_of_ceiling": fraction,
+        "sb3_fraction_of_ceiling": sb3_fraction,
+        "three_times_sb3_needs_fraction_of_ceiling": triple,
         "peak_rss_mib": {name: max(r["peak_rss_mib"] for r in rs) for name, rs in runs.items()},
         "skillforge_buffer_mib": buffer_mib,
     }
