@@ -125,9 +125,8 @@ def pretrain(
         _set_library_location(client, run_id, config, checkpoint_path_for(root, config.name))
     checkpoint_path = str(checkpoint_path_for(root, config.name))
     tracking.log_params(client, run_id, {**config.to_params(), **_package_versions(__version__)})
-    return _run(
-        client, run_id, config, checkpoint_path, callbacks, None, -1, evaluation, store_timeout
-    )
+    job = _LibraryRun(client, run_id, config, checkpoint_path, evaluation, store_timeout)
+    return _run(job, callbacks, state=None, sent_step=-1)
 
 
 def resume(
@@ -173,16 +172,10 @@ def resume(
     sent_step = int(run.data.tags.get(tracking.TAG_STEP, -1) or -1)
     if step >= config.total_steps:
         if status != "finished" or run.info.status != "FINISHED":  # completion cut short
-            return _complete(
-                client,
-                run.info.run_id,
-                config,
-                state,
-                checkpoint_path,
-                sent_step,
-                evaluation,
-                store_timeout,
+            job = _LibraryRun(
+                client, run.info.run_id, config, checkpoint_path, evaluation, store_timeout
             )
+            return _complete(job, state, sent_step)
         raise ConfigError(
             f"library {config.name} already ran {step:,} of its "
             f"{config.total_steps:,} steps; pass a larger --steps to continue it"
@@ -197,17 +190,8 @@ def resume(
         tracking.log_params(
             client, info.run_id, {**config.to_params(), **_package_versions(__version__)}
         )
-    return _run(
-        client,
-        info.run_id,
-        config,
-        checkpoint_path,
-        callbacks,
-        state,
-        sent_step,
-        evaluation,
-        store_timeout,
-    )
+    job = _LibraryRun(client, info.run_id, config, checkpoint_path, evaluation, store_timeout)
+    return _run(job, callbacks, state, sent_step)
 
 
 def register(
@@ -239,40 +223,42 @@ def register(
             f"training with: skillforge pretrain --resume {name}"
         )
     sent_step = int(run.data.tags.get(tracking.TAG_STEP, -1) or -1)
-    return _complete(
-        client,
-        info.run_id,
-        config,
-        state,
-        checkpoint_path,
-        sent_step,
-        evaluation,
-        store_timeout,
-    )
+    job = _LibraryRun(client, info.run_id, config, checkpoint_path, evaluation, store_timeout)
+    return _complete(job, state, sent_step)
 
 
-def _run(
-    client,
-    run_id,
-    config,
-    checkpoint_path,
-    callbacks,
-    state,
-    sent_step,
-    evaluation,
-    store_timeout,
-) -> PretrainResult:
+@dataclass(frozen=True)
+class _LibraryRun:
+    """One library's MLflow run and where its checkpoint is, with how to finish it."""
+
+    client: object
+    run_id: str
+    config: PretrainConfig
+    checkpoint_path: str
+    evaluation: EvaluationOptions
+    store_timeout: float
+
+    def tracker(self, sent_step: int) -> delivery.BufferedTracker:
+        """The run's metric sender, with its journal next to the checkpoint."""
+        folder = Path(self.checkpoint_path).parent
+        journal = delivery.MetricJournal(folder / JOURNAL_FILE, self.run_id)
+        return delivery.BufferedTracker(self.client, self.run_id, journal, sent_step)
+
+
+def _run(job: _LibraryRun, callbacks, state: dict | None, sent_step: int) -> PretrainResult:
     """Train (from `state` if given), then complete the library."""
     from skillforge import diayn, evaluate
 
-    tracker = delivery.BufferedTracker(client, run_id, _journal(checkpoint_path, run_id), sent_step)
+    client, run_id, config = job.client, job.run_id, job.config
+    checkpoint_path = job.checkpoint_path
+    tracker = job.tracker(sent_step)
     if state is not None:
         tracker.last_checkpoint = (checkpoint_path, int(state["step"]))
     client.set_tag(run_id, tracking.TAG_STATUS, "running")
     client.update_run(run_id, status="RUNNING")
     try:
         periodic = evaluate.PeriodicEvaluation(
-            evaluation.every,
+            job.evaluation.every,
             lambda report, step: tracker.log_evaluation(step, report.metrics()),
             seed=config.seed,
             name=config.name,
@@ -302,58 +288,36 @@ def _run(
     )
     library.policy.cpu()
     library.discriminator.cpu()
-    return _complete_library(
-        client,
-        tracker,
-        run_id,
-        config,
-        library,
-        result.step,
-        result.checkpoint_path,
-        evaluation,
-        store_timeout,
-    )
+    return _complete_library(job, tracker, library, result.step)
 
 
-def _complete(
-    client, run_id, config, state, checkpoint_path, sent_step, evaluation, store_timeout
-) -> PretrainResult:
+def _complete(job: _LibraryRun, state: dict, sent_step: int) -> PretrainResult:
     """Complete a library whose training finished, from its final checkpoint `state`."""
     spec = LibrarySpec.from_dict(state["spec"])
     try:
-        library = SkillLibrary.from_state_dict(spec, state["agent"], name=config.name)
+        library = SkillLibrary.from_state_dict(spec, state["agent"], name=job.config.name)
     except (KeyError, RuntimeError, ValueError, TypeError) as error:
         raise CheckpointError(
-            f"{checkpoint_path} does not hold a skill library ({error})"
+            f"{job.checkpoint_path} does not hold a skill library ({error})"
         ) from None
-    library.run_id = run_id
-    tracker = delivery.BufferedTracker(client, run_id, _journal(checkpoint_path, run_id), sent_step)
-    return _complete_library(
-        client,
-        tracker,
-        run_id,
-        config,
-        library,
-        int(state["step"]),
-        checkpoint_path,
-        evaluation,
-        store_timeout,
-    )
+    library.run_id = job.run_id
+    return _complete_library(job, job.tracker(sent_step), library, int(state["step"]))
 
 
-def _complete_library(
-    client, tracker, run_id, config, library, step, checkpoint_path, evaluation, store_timeout
-) -> PretrainResult:
+def _complete_library(job: _LibraryRun, tracker, library, step: int) -> PretrainResult:
     """Evaluate (unless the journal has it), wait for the store to have every metric, log
     the plot and the checkpoint, register the skills not yet registered, mark it finished."""
     import mlflow
 
     from skillforge import evaluate
 
+    client, run_id, config = job.client, job.run_id, job.config
+    checkpoint_path, store_timeout = job.checkpoint_path, job.store_timeout
+
     metrics, report = tracker.evaluation(step), None
-    if metrics is None and evaluation.episodes:
+    if metrics is None and job.evaluation.episodes:
         report = evaluate.evaluate(
-            library, evaluation.episodes, seed=config.seed, video=evaluation.video
+            library, job.evaluation.episodes, seed=config.seed, video=job.evaluation.video
         )
         metrics = report.metrics()
         for note in report.notes:
@@ -449,10 +413,6 @@ def _last_good(tracker) -> str:
         return "no checkpoint had been written yet"
     path, step = tracker.last_checkpoint
     return f"the last good checkpoint (step {step:,}) is kept in {path}"
-
-
-def _journal(checkpoint_path: str, run_id: str) -> delivery.MetricJournal:
-    return delivery.MetricJournal(Path(checkpoint_path).parent / JOURNAL_FILE, run_id)
 
 
 # -- where a library lives --------------------------------------------------------------------
