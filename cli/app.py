@@ -6,6 +6,8 @@ commands so that `--help` and refusals stay fast.
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from typing import Annotated
 
@@ -20,6 +22,7 @@ class _OneLineErrors(TyperGroup):
     """Every refusal is one line on stderr with a non-zero exit, never a traceback or a box."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        quiet_mlflow()
         try:
             result = super().main(
                 args, prog_name or "skillforge", complete_var, standalone_mode=False, **extra
@@ -31,6 +34,14 @@ class _OneLineErrors(TyperGroup):
         except (typer.Abort, KeyboardInterrupt):
             _fail("aborted", 130)
         sys.exit(result if isinstance(result, int) else 0)
+
+
+def quiet_mlflow() -> None:
+    """MLflow logs database set-up and every registration at INFO; the CLI prints its own
+    summary instead. Before mlflow is imported only its environment variable works (the
+    import configures its logger); a user's own MLFLOW_LOGGING_LEVEL is kept."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
 
 
 def _fail(message: str, code: int) -> None:

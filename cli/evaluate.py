@@ -33,7 +33,6 @@ def evaluate(
     if episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {episodes}")
 
-    from cli.progress import quiet_mlflow
     from skillforge.evaluate import evaluate_stored
 
     def announce(info) -> None:
@@ -43,7 +42,6 @@ def evaluate(
             err=True,
         )
 
-    quiet_mlflow()
     info, report = evaluate_stored(library, tracking_uri, episodes, seed, video, announce)
     for note in report.notes:
         typer.echo(f"warning: {note}", err=True)

@@ -57,10 +57,8 @@ def export(
     against PyTorch with onnxruntime (or TorchScript) before anything is written."""
     skill_list = _parse_skills(skills)
 
-    from cli.progress import quiet_mlflow
     from skillforge.export import export_saved_library
 
-    quiet_mlflow()
     result = export_saved_library(
         library,
         checkpoint=from_checkpoint,

@@ -60,10 +60,9 @@ def hierarchical(
     if task:
         task_env_id(task)  # refuse an unknown task before loading torch and mlflow
 
-    from cli.progress import TrainingProgress, quiet_mlflow, return_summary
+    from cli.progress import TrainingProgress, return_summary
     from skillforge.downstream import train_hierarchical
 
-    quiet_mlflow()
     labels = {"meta": "meta-controller", "random-skills": "random skills", "sac": "SAC"}
     bars: list[TrainingProgress] = []
 

@@ -127,9 +127,7 @@ def library_register(
     import mlflow  # noqa: F401  (its import sets its own log levels: quiet them after)
 
     from cli.pretrain import echo_warnings, print_result
-    from cli.progress import quiet_mlflow
     from skillforge import pipeline
 
-    quiet_mlflow()
     echo_warnings()
     print_result(pipeline.register(library, tracking_uri, store_timeout=store_timeout))

@@ -116,11 +116,10 @@ def pretrain(
 
     import mlflow  # noqa: F401  (its import sets its own log levels: quiet them after)
 
-    from cli.progress import TrainingProgress, quiet_mlflow
+    from cli.progress import TrainingProgress
     from skillforge import pipeline
     from skillforge.errors import TrainingInterrupted
 
-    quiet_mlflow()
     echo_warnings()
     evaluation = pipeline.EvaluationOptions(eval_episodes, eval_every, video)
     progress = TrainingProgress()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 
@@ -135,8 +134,3 @@ def _clock(seconds: float) -> str:
         return "-:--:--"
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def quiet_mlflow() -> None:
-    """MLflow logs every registration at INFO; the CLI prints its own summary instead."""
-    logging.getLogger("mlflow").setLevel(logging.WARNING)

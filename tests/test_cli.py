@@ -151,3 +151,18 @@ def test_progress_without_a_terminal_prints_plain_lines_with_rate_and_eta(capsys
     assert lines[0].endswith("log q(z|s) -1.250  acc 0.50")
     assert lines[2].startswith("DIAYN 5,000/5,000 (100%) ")
     assert not any("\x1b[" in line for line in lines)  # no terminal escapes in a log
+
+
+def test_a_fresh_store_is_created_without_mlflow_chatter(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "library", "list"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "No skill libraries yet" in done.stdout
+    assert (tmp_path / "mlflow.db").is_file()
+    assert done.stderr == "", done.stderr  # no "INFO mlflow.store.db.utils: Creating ..."
