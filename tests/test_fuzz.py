@@ -48,10 +48,11 @@ def recorded(place, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     calls = []
 
-    def stand_in(client, run_id, config, checkpoint_path, callbacks, state, sent_step, *rest):
+    def stand_in(job, callbacks, state, sent_step):
         calls.append(
-            {"config": config, "checkpoint": checkpoint_path, "uri": client.tracking_uri,
-             "store_timeout": rest[-1], "run_id": run_id}
+            {"config": job.config, "checkpoint": job.checkpoint_path,
+             "uri": job.client.tracking_uri, "store_timeout": job.store_timeout,
+             "run_id": job.run_id}
         )  # fmt: skip
         raise Accepted("accepted")
 
