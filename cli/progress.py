@@ -100,16 +100,20 @@ class TrainingProgress:
 
 
 class _PlainLog:
-    """The text of one progress line: steps, share, rate since the start, elapsed, ETA."""
+    """The text of one progress line: steps, share, steps/s since the previous line (the
+    random warm-up runs far faster than training: a rate since the start would promise too
+    early an end), elapsed time and ETA."""
 
     def __init__(self, label: str) -> None:
         self.label = label
-        self.first_step, self.total = 0, 0
+        self.total = 0
         self.started = self.last = time.monotonic()
+        self.since_step, self.since_time = 0, self.started
 
     def start(self, step: int, total: int) -> None:
-        self.first_step, self.total = step, total
-        self.started = self.last = time.monotonic()
+        self.total = total
+        self.started = self.last = self.since_time = time.monotonic()
+        self.since_step = step
 
     def due(self, seconds: float) -> bool:
         if time.monotonic() - self.last < seconds:
@@ -118,13 +122,15 @@ class _PlainLog:
         return True
 
     def line(self, step: int, summary: str) -> str:
-        elapsed = time.monotonic() - self.started
-        rate = (step - self.first_step) / elapsed if elapsed > 0 else 0.0
+        now = time.monotonic()
+        span = now - self.since_time
+        rate = (step - self.since_step) / span if span > 0 else 0.0
+        self.since_step, self.since_time = step, now
         eta = (self.total - step) / rate if rate > 0 else float("nan")
         share = step / self.total if self.total else 1.0
         text = (
             f"{self.label} {step:,}/{self.total:,} ({share:.0%}) {rate:,.0f} steps/s "
-            f"elapsed {_clock(elapsed)} ETA {_clock(eta)}"
+            f"elapsed {_clock(now - self.started)} ETA {_clock(eta)}"
         )
         return f"{text}  {summary}" if summary else text
 
