@@ -47,6 +47,7 @@ class SkillSteps(NamedTuple):
     terminated: np.ndarray  # (lanes,) bool
     truncated: np.ndarray  # (lanes,) bool
     env_steps: np.ndarray  # (lanes,) how many env steps ran: K, or fewer if the episode ended
+    infos: list[dict]  # the task env's info of each lane's last step
 
 
 class SkillActionEnvs:
@@ -96,6 +97,7 @@ class SkillActionEnvs:
         truncated = np.zeros(len(lanes), dtype=bool)
         env_steps = np.zeros(len(lanes), dtype=np.int64)
         running = np.ones(len(lanes), dtype=bool)
+        infos: list[dict] = [{} for _ in lanes]
         for _ in range(self.skill_steps):
             rows = np.flatnonzero(running)
             if not len(rows):
@@ -104,14 +106,15 @@ class SkillActionEnvs:
             actions = self.skills.act(obs, skills[rows])  # one call for every running lane
             for action, row in zip(actions, rows, strict=True):
                 lane = lanes[row]
-                obs, r, term, trunc, _ = self.envs[lane].step(action)
+                obs, r, term, trunc, infos[row] = self.envs[lane].step(action)
                 self.obs[lane] = obs
                 reward[row] += float(r)
                 env_steps[row] += 1
                 terminated[row], truncated[row] = term, trunc
                 running[row] = not (term or trunc)
         self._ended[lanes] = terminated | truncated
-        return SkillSteps(self.obs[lanes].copy(), reward, terminated, truncated, env_steps)
+        obs = self.obs[lanes].copy()
+        return SkillSteps(obs, reward, terminated, truncated, env_steps, infos)
 
     def close(self) -> None:
         for env in self.envs:
@@ -122,7 +125,8 @@ class SkillActionWrapper(gym.Wrapper):
     """One task as a gymnasium env with action space Discrete(N), for any discrete-action
     learner: action k runs skill k for `skill_steps` env steps (one lane of
     `SkillActionEnvs`), stopping early at termination or truncation; the reward is the
-    task's reward summed over them and `info["env_steps"]` says how many ran."""
+    task's reward summed over them; `info` is the task's info of the last step, with
+    `info["env_steps"]` saying how many ran."""
 
     def __init__(self, env: gym.Env, skills: SkillSet, skill_steps: int) -> None:
         super().__init__(env)
@@ -134,7 +138,7 @@ class SkillActionWrapper(gym.Wrapper):
 
     def step(self, skill):
         result = self.lanes.step(np.array([int(skill)]))
-        info = {"env_steps": int(result.env_steps[0])}
+        info = {**result.infos[0], "env_steps": int(result.env_steps[0])}
         terminated, truncated = bool(result.terminated[0]), bool(result.truncated[0])
         return result.obs[0], float(result.reward[0]), terminated, truncated, info
 

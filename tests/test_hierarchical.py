@@ -35,8 +35,21 @@ class ConstantSkills:
         return (np.asarray(skills, dtype=np.float32) - 1.0)[:, None]
 
 
+class Ticking(gym.Wrapper):
+    """Pendulum whose info counts the steps of the episode."""
+
+    def reset(self, **kwargs):
+        self.ticks = 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        self.ticks += 1
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, {**info, "tick": self.ticks}
+
+
 def test_wrapper_runs_k_steps_sums_rewards_and_stops_at_the_episode_end():
-    env = SkillActionWrapper(gym.make("Pendulum-v1"), ConstantSkills(), skill_steps=30)
+    env = SkillActionWrapper(Ticking(gym.make("Pendulum-v1")), ConstantSkills(), skill_steps=30)
     assert env.action_space == gym.spaces.Discrete(3)
     assert env.observation_space.shape == (3,)
     reference = gym.make("Pendulum-v1")
@@ -55,6 +68,7 @@ def test_wrapper_runs_k_steps_sums_rewards_and_stops_at_the_episode_end():
                 break
         decisions += 1
         assert info["env_steps"] == steps
+        assert info["tick"] == min(30 * decisions, 200)  # the task's info of the last step
         assert reward == pytest.approx(expected)
         np.testing.assert_allclose(obs, ref_obs)
         if terminated or truncated:
