@@ -6,6 +6,7 @@ commands so that `--help` and refusals stay fast.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -40,8 +41,11 @@ def quiet_mlflow() -> None:
     """MLflow logs database set-up and every registration at INFO; the CLI prints its own
     summary instead. Before mlflow is imported only its environment variable works (the
     import configures its logger); a user's own MLFLOW_LOGGING_LEVEL is kept."""
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
+    level = os.environ.get("MLFLOW_LOGGING_LEVEL", "").strip().upper()
+    if not level:
+        os.environ["MLFLOW_LOGGING_LEVEL"] = level = "WARNING"
+    with contextlib.suppress(ValueError):  # a user's odd value: mlflow says what it makes of it
+        logging.getLogger("mlflow").setLevel(int(level) if level.isdigit() else level)
 
 
 def _fail(message: str, code: int) -> None:

@@ -124,8 +124,6 @@ def library_register(
 ) -> None:
     """Finish a library whose training is done: send the metrics kept while the tracking
     server was away, evaluate it, register every skill not yet registered. Safe to repeat."""
-    import mlflow  # noqa: F401  (its import sets its own log levels: quiet them after)
-
     from cli.pretrain import echo_warnings, print_result
     from skillforge import pipeline
 

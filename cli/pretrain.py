@@ -114,8 +114,6 @@ def pretrain(
     if eval_every < 0 or eval_episodes < 0:
         raise typer.BadParameter("--eval-every and --eval-episodes must be >= 0")
 
-    import mlflow  # noqa: F401  (its import sets its own log levels: quiet them after)
-
     from cli.progress import TrainingProgress
     from skillforge import pipeline
     from skillforge.errors import TrainingInterrupted

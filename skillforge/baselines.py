@@ -27,16 +27,17 @@ def best_skill(envs: SkillActionEnvs, episodes: int, seed: int) -> tuple[int, np
     return int(means.argmax()), means
 
 
+def random_choice(n_skills: int):
+    """A skill policy that picks a uniformly random skill in every lane."""
+    return lambda obs, rng: rng.integers(n_skills, size=len(obs))
+
+
 def random_skills(envs: SkillActionEnvs, env_steps: int, seed: int, callbacks=()) -> list[float]:
     """A uniformly random skill every K steps, for `env_steps` env steps."""
     callbacks = CallbackList(callbacks)
     callbacks.on_start({"step": 0, "total_steps": env_steps})
     returns = run_skill_policy(
-        envs,
-        lambda obs, rng: rng.integers(envs.n_skills, size=len(obs)),
-        seed,
-        env_steps=env_steps,
-        callbacks=[callbacks],
+        envs, random_choice(envs.n_skills), seed, env_steps=env_steps, callbacks=[callbacks]
     )
     callbacks.on_end(returns)
     return returns

@@ -122,10 +122,11 @@ def train_hierarchical(
     )
     tracker = tracking.MlflowTracker(client, run_id)
     final: dict[str, float] = {}
-    with mlflow.start_run(run_id=run_id):
+    with mlflow.start_run(run_id=run_id), lanes:
         meta = train_meta_controller(
             lanes, config, [_Prefixed(tracker, "", callbacks_for("meta", config.total_steps))]
         )
+        client.log_param(run_id, "reward_scale", f"{meta.reward_scale:.6g}")
         eval_seed = config.seed + 1_000_003
         final["meta-controller"] = float(
             np.mean(
@@ -139,7 +140,7 @@ def train_hierarchical(
             final["best-skill"] = float(means[best])
             client.set_tag(run_id, "skillforge.best_skill", str(best))
         if "random-skills" in config.baselines:
-            returns = baselines.random_skills(
+            baselines.random_skills(
                 lanes,
                 config.total_steps,
                 config.seed,
@@ -151,7 +152,12 @@ def train_hierarchical(
                     )
                 ],
             )
-            final["random-skills"] = float(np.mean(returns[-config.eval_episodes :]))
+            # measured like the others: whole episodes on the held-out seeds (the curve's
+            # last episodes are cut by the budget, and the long ones are cut most)
+            random_returns = run_skill_policy(
+                lanes, baselines.random_choice(lanes.n_skills), eval_seed, config.eval_episodes
+            )
+            final["random-skills"] = float(np.mean(random_returns))
         if "sac" in config.baselines:
             returns = baselines.sac_from_scratch(
                 make_task(task),
@@ -208,6 +214,7 @@ def _register_meta_controller(meta, lanes, library: str, task: str, run_id: str)
             "task": task,
             "run_id": run_id,
             "output": "Q-value per skill; act with argmax",
+            "reward_scale": f"{meta.reward_scale:.6g}",
         },
     )
     return f"models:/{name}/{version.version}"

@@ -153,8 +153,11 @@ def test_progress_without_a_terminal_prints_plain_lines_with_rate_and_eta(capsys
     assert not any("\x1b[" in line for line in lines)  # no terminal escapes in a log
 
 
-def test_a_fresh_store_is_created_without_mlflow_chatter(tmp_path):
+@pytest.mark.parametrize("level", [None, ""])  # unset, or set but blank
+def test_a_fresh_store_is_created_without_mlflow_chatter(tmp_path, level):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    if level is not None:
+        env["MLFLOW_LOGGING_LEVEL"] = level
     done = subprocess.run(
         [sys.executable, "-m", "cli.main", "library", "list"],
         cwd=tmp_path,

@@ -98,7 +98,10 @@ def test_lanes_step_in_lockstep_and_give_the_single_env_results():
     assert max(calls) == 3 and sum(calls) == 5 * 200  # one call per env step for all lanes
     with pytest.raises(RuntimeError, match="reset"):
         lanes.step(np.zeros(3))  # every lane's episode has ended
-    lanes.reset(0, seed=0)
+    obs, _ = lanes.reset(0, seed=0)
+    assert obs.dtype == np.float32 and obs.shape == (3,)
+    with pytest.raises(ValueError, match="one skill at a time"):
+        lanes.step(np.zeros(2), lanes=np.array([0, 0]))
     with pytest.raises(ValueError, match="2 skills for 1 lanes"):
         lanes.step(np.zeros(2), lanes=np.array([0]))
     with pytest.raises(ValueError, match="out of range"):
@@ -232,6 +235,7 @@ def test_tracked_run_is_linked_to_its_library(library, store):
     assert run.data.tags["skillforge.library"] == "lib"
     assert run.data.tags["skillforge.skills_frozen"] == "true"
     assert run.data.params["task"] == "Pendulum-v1" and run.data.params["skill_steps"] == "10"
+    assert 0 < float(run.data.params["reward_scale"]) < 0.1  # Pendulum: -1 to -16 per step
     steps = [m.step for m in client.get_metric_history(result.run_id, "return")]
     assert steps == [390, 400, 790, 800]  # two lanes, counted one after the other
     assert len(client.get_metric_history(result.run_id, "baseline/random-skills/return")) == 4
