@@ -24,7 +24,7 @@ from skillforge.envs import episode_seed
 from skillforge.errors import EnvError
 from skillforge.nets import mlp
 from skillforge.replay import ReplayBuffer
-from skillforge.sac import make_optimizer
+from skillforge.sac import make_optimizer, soft_update
 
 
 class SkillSet(Protocol):
@@ -325,10 +325,7 @@ def train_meta_controller(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                with torch.no_grad():
-                    torch._foreach_lerp_(
-                        list(target.parameters()), list(online.parameters()), config.tau
-                    )
+                soft_update(target, online, config.tau)
 
     run_skill_policy(
         envs,

@@ -85,12 +85,15 @@ class SAC(nn.Module):
             alpha_loss = torch.zeros((), device=state.device)
         return SACLosses(critic_loss, actor_loss, alpha_loss, log_pi.detach())
 
-    @torch.no_grad()
     def soft_update(self) -> None:
         """theta_target <- (1 - tau) theta_target + tau theta."""
-        torch._foreach_lerp_(
-            list(self.target_critic.parameters()), list(self.critic.parameters()), self.tau
-        )
+        soft_update(self.target_critic, self.critic, self.tau)
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Polyak averaging of a target network: target <- (1 - tau) target + tau source."""
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
 
 
 def make_optimizer(parameters, lr: float, device: torch.device) -> torch.optim.Adam:
