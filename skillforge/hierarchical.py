@@ -122,7 +122,7 @@ class SkillActionEnvs:
                 terminated[row], truncated[row] = term, trunc
                 running[row] = not (term or trunc)
         self._ended[lanes] = terminated | truncated
-        obs = self.obs[lanes].copy()
+        obs = self.obs[lanes]  # indexing with an array copies: the caller may keep it
         return SkillSteps(obs, reward, terminated, truncated, env_steps, infos)
 
     def close(self) -> None:
@@ -260,7 +260,7 @@ def run_skill_policy(
         start(lane)
     while running.any() and (env_steps is None or steps < env_steps):
         lanes = np.flatnonzero(running)
-        obs = envs.obs[lanes].copy()
+        obs = envs.obs[lanes]  # a copy (array index): stays as chosen while the lanes step
         skills = np.asarray(choose_skills(obs, rng), dtype=np.int64).reshape(len(lanes))
         result = envs.step(skills, lanes)
         # counted lane after lane, as if they had run one after another
