@@ -5,7 +5,7 @@
 
 Times one action for one observation (numpy in, numpy out, as a controller calls it) and
 the throughput for a batch of 256. The exported files are the real ones, written and
-parity-checked by `skillforge.export.export_library`. Weights do not change the timings, so
+parity-checked by `skillforge.export_library`. Weights do not change the timings, so
 by default the policy is an untrained one of the paper's size (2 x 300 units) on Hopper-v5.
 Prints a table and writes benchmarks/results/export.json.
 """
@@ -25,10 +25,11 @@ import numpy as np
 import onnxruntime
 import torch
 
-from skillforge.envs import make_env, resolve_env_id
-from skillforge.export import LibraryPolicy, export_library
-from skillforge.library import LibrarySpec, SkillLibrary, policy_for
-from skillforge.pipeline import load_library
+from skillforge.app.pretrain import load_library
+from skillforge.core.envs import make_env, resolve_env_id
+from skillforge.export.writer import export_library
+from skillforge.rl.spec import LibrarySpec
+from skillforge.skills.library import LibraryPolicy, SkillLibrary, policy_for
 
 RESULTS = Path(__file__).resolve().parent / "results" / "export.json"
 

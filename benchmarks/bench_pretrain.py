@@ -141,9 +141,9 @@ def background_share(start: tuple[int, int] | None, end: tuple[int, int] | None,
 
 
 def run_skillforge(args) -> dict:
-    """Time skillforge.diayn.train through its callback: wall time between two reports."""
-    from skillforge.config import PretrainConfig
-    from skillforge.diayn import train
+    """Time skillforge.rl.loop.train through its callback: wall time between two reports."""
+    from skillforge.core.config import PretrainConfig
+    from skillforge.rl.loop import train
 
     timed_from = args.learning_starts + args.warmup_updates
     timed_to = timed_from + args.steps

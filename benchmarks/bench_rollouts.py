@@ -17,14 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from skillforge.evaluation.evaluate import rollout_skills
 
-from skillforge.config import PretrainConfig
-from skillforge.diayn import DIAYN
-from skillforge.envs import make_env
-from skillforge.evaluate import rollout_skills
-from skillforge.hierarchical import SkillActionEnvs, run_skill_policy
-from skillforge.library import LibrarySpec, SkillLibrary
-from skillforge.skill_sources import LibrarySkills
+from skillforge.core.config import PretrainConfig
+from skillforge.core.envs import make_env
+from skillforge.reuse.skill_actions import SkillActionEnvs, run_skill_policy
+from skillforge.rl.diayn import DIAYN
+from skillforge.rl.spec import LibrarySpec
+from skillforge.skills.library import SkillLibrary
+from skillforge.skills.sources import LibrarySkills
 
 DEFAULT_JSON = Path(__file__).parent / "results" / "rollouts.json"
 

@@ -114,7 +114,7 @@ def _soak_library(name, workdir, kills_left, rng, report, log) -> int:
         stale = list(checkpoint.parent.glob(".checkpoint.pt.*.tmp"))
         report.stale_temp_files += bool(stale)
         if checkpoint.exists():  # a kill never leaves a half-written checkpoint
-            from skillforge.checkpoint import load_checkpoint
+            from skillforge.rl.checkpoint import load_checkpoint
 
             step = int(load_checkpoint(checkpoint)["step"])
             report.checkpoints_checked += 1
@@ -272,9 +272,9 @@ class Reference:
 
 
 def _reference(folder: Path) -> Reference:
-    from skillforge import diayn
-    from skillforge.config import PretrainConfig
-    from skillforge.library import SkillLibrary
+    from skillforge.core.config import PretrainConfig
+    from skillforge.rl import loop
+    from skillforge.skills.library import SkillLibrary
 
     config = PretrainConfig(
         env_id="Pendulum-v1",
@@ -296,7 +296,7 @@ def _reference(folder: Path) -> Reference:
         def on_step(self, step, metrics):
             reports[step] = dict(metrics)
 
-    result = diayn.train(config, str(folder / "checkpoint.pt"), [Recorder()])
+    result = loop.train(config, str(folder / "checkpoint.pt"), [Recorder()])
     library = SkillLibrary(result.spec, result.agent.sac.policy, result.agent.discriminator)
     agent = {key: value.clone() for key, value in result.agent.state_dict().items()}
     return Reference(agent, reports, library)
@@ -308,7 +308,7 @@ def _verify_library(name: str, workdir: Path, reference: Reference, report: Soak
     import torch
     from mlflow.tracking import MlflowClient
 
-    from skillforge.checkpoint import load_checkpoint
+    from skillforge.rl.checkpoint import load_checkpoint
 
     def problem(text: str) -> None:
         report.problems.append(f"{name}: {text}")

@@ -7,16 +7,19 @@ commands so that `--help` and refusals stay fast.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
+from dataclasses import MISSING
+from types import SimpleNamespace
 from typing import Annotated
 
 import typer
 from typer._click.exceptions import UsageError  # vendored click (typer >= 0.29)
 from typer.core import TyperGroup
 
-from skillforge.errors import SkillforgeError
+from skillforge.core.errors import SkillforgeError
 
 
 class _OneLineErrors(TyperGroup):
@@ -61,6 +64,15 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def defaults(config_class) -> SimpleNamespace:
+    """The default of every field of a config dataclass: option defaults come from the
+    configs, so the CLI and the Python API cannot drift apart."""
+    return SimpleNamespace(
+        **{f.name: f.default for f in dataclasses.fields(config_class) if f.default is not MISSING}
+    )
+
 
 TrackingUri = Annotated[
     str | None,

@@ -28,12 +28,12 @@ def evaluate(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Measure a library's skills and log the measures, plots and videos to its MLflow run."""
-    from skillforge.errors import ConfigError
+    from skillforge.core.errors import ConfigError
 
     if episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {episodes}")
 
-    from skillforge.evaluate import evaluate_stored
+    from skillforge.app.evaluate import evaluate_stored
 
     def announce(info) -> None:
         typer.echo(

@@ -57,7 +57,7 @@ def export(
     against PyTorch with onnxruntime (or TorchScript) before anything is written."""
     skill_list = _parse_skills(skills)
 
-    from skillforge.export import export_saved_library
+    from skillforge.app.export import export_saved_library
 
     result = export_saved_library(
         library,

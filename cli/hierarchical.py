@@ -6,7 +6,10 @@ from typing import Annotated
 
 import typer
 
-from cli.app import TrackingUri, app
+from cli.app import TrackingUri, app, defaults
+from skillforge.core.config import HierarchicalConfig
+
+HIERARCHICAL = defaults(HierarchicalConfig)
 
 
 @app.command()
@@ -27,25 +30,29 @@ def hierarchical(
     ] = None,
     steps: Annotated[
         int, typer.Option(help="Env steps for the meta-controller and each baseline.")
-    ] = 100_000,
-    skill_steps: Annotated[int, typer.Option(help="K: env steps per chosen skill.")] = 10,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    ] = HIERARCHICAL.total_steps,
+    skill_steps: Annotated[
+        int, typer.Option(help="K: env steps per chosen skill.")
+    ] = HIERARCHICAL.skill_steps,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = HIERARCHICAL.seed,
     skills_from: Annotated[
         str,
         typer.Option(help="Frozen skills from: registry, onnx (exports/<library>/) or checkpoint."),
-    ] = "registry",
+    ] = HIERARCHICAL.skills_from,
     baselines: Annotated[
         str, typer.Option(help="Comma-separated: best-skill, random-skills, sac; or none.")
     ] = "none",
-    eval_episodes: Annotated[int, typer.Option(help="Greedy episodes for final returns.")] = 5,
+    eval_episodes: Annotated[
+        int, typer.Option(help="Greedy episodes for final returns.")
+    ] = HIERARCHICAL.eval_episodes,
     envs: Annotated[
         int, typer.Option(help="Copies of the task run in lockstep (one batched skill call).")
-    ] = 8,
+    ] = HIERARCHICAL.envs,
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Train a meta-controller that picks a frozen skill every K steps, on a task's real reward."""
-    from skillforge.config import HierarchicalConfig, parse_baselines
-    from skillforge.tasks import task_env_id
+    from skillforge.core.config import parse_baselines
+    from skillforge.reuse.tasks import task_env_id
 
     config = HierarchicalConfig(
         task=task or "",
@@ -61,7 +68,7 @@ def hierarchical(
         task_env_id(task)  # refuse an unknown task before loading torch and mlflow
 
     from cli.progress import TrainingProgress, return_summary
-    from skillforge.downstream import train_hierarchical
+    from skillforge.app.hierarchical import train_hierarchical
 
     labels = {"meta": "meta-controller", "random-skills": "random skills", "sac": "SAC"}
     bars: list[TrainingProgress] = []

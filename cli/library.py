@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.app import TrackingUri, app
+from skillforge.core.config import DEFAULT_STORE_TIMEOUT
 
 library_app = typer.Typer(
     help="Inspect the skill libraries in the MLflow store.", no_args_is_help=True
@@ -17,7 +18,7 @@ app.add_typer(library_app, name="library")
 @library_app.command("list")
 def library_list(tracking_uri: TrackingUri = None) -> None:
     """List the skill libraries in the store, newest first."""
-    from skillforge.tracking import list_libraries
+    from skillforge.store.tracking import list_libraries
 
     libraries = list_libraries(tracking_uri)
     if not libraries:
@@ -47,16 +48,15 @@ def library_show(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Show one library, skill by skill."""
-    from skillforge.registry import library_skills
-    from skillforge.tracking import find_library
+    from skillforge.app.library import show_library
 
-    info = find_library(library, tracking_uri)
+    info, skills = show_library(library, tracking_uri)
     typer.echo(
         f"{info.name}: {info.env_id}, {info.n_skills} skills, {info.step:,} steps, "
         f"{info.status}, run {info.run_id}"
     )
     rows = [("skill", "registered model", "eval return")]
-    for skill in library_skills(info, tracking_uri):
+    for skill in skills:
         value = "-" if skill.eval_return is None else f"{skill.eval_return:.1f}"
         rows.append((str(skill.index), skill.model_uri or "(not registered)", value))
     _print_table(rows)
@@ -95,19 +95,16 @@ def library_compare(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Compare libraries' evaluation measures, one column per library."""
-    from skillforge import compare
-    from skillforge.tracking import library_records
+    from skillforge.app.library import compare_libraries
 
-    style = compare.format_for(output, fmt)  # refuse a bad --format before touching the store
-    records = library_records(libraries or [], tracking_uri)
-    text = compare.render(compare.comparison(records), style)
+    comparison = compare_libraries(libraries or [], fmt, output, tracking_uri)
     if output is None:
-        typer.echo(text, nl=False)
+        typer.echo(comparison.text, nl=False)
     else:
         with open(output, "w", encoding="utf-8") as file:
-            file.write(text)
-        typer.echo(f"Wrote {output} ({style}, {len(records)} libraries)")
-    missing = compare.not_evaluated(records)
+            file.write(comparison.text)
+        typer.echo(f"Wrote {output} ({comparison.style}, {comparison.libraries} libraries)")
+    missing = comparison.not_evaluated
     if missing:
         typer.echo(
             f"not evaluated yet: {', '.join(missing)}; run `skillforge evaluate NAME`", err=True
@@ -120,12 +117,13 @@ def library_register(
     tracking_uri: TrackingUri = None,
     store_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for an unreachable tracking server.")
-    ] = 120.0,
+    ] = DEFAULT_STORE_TIMEOUT,
 ) -> None:
     """Finish a library whose training is done: send the metrics kept while the tracking
     server was away, evaluate it, register every skill not yet registered. Safe to repeat."""
-    from cli.pretrain import echo_warnings, print_result
-    from skillforge import pipeline
+    from cli.pretrain import echoed_warnings, print_result
+    from skillforge.app import pretrain as pipeline
 
-    echo_warnings()
-    print_result(pipeline.register(library, tracking_uri, store_timeout=store_timeout))
+    with echoed_warnings():
+        result = pipeline.register(library, tracking_uri, store_timeout=store_timeout)
+    print_result(result)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Annotated
 
 import typer
 
-from cli.app import Experiment, TrackingUri, app
+from cli.app import Experiment, TrackingUri, app, defaults
+from skillforge.core.config import DEFAULT_STORE_TIMEOUT, EvaluationOptions, PretrainConfig
+
+PRETRAIN = defaults(PretrainConfig)
+EVALUATION = defaults(EvaluationOptions)
 
 
 @app.command()
@@ -20,32 +25,45 @@ def pretrain(
             show_default=False,
         ),
     ] = None,
-    skills: Annotated[int, typer.Option(help="Number of skills N.")] = 20,
+    skills: Annotated[int, typer.Option(help="Number of skills N.")] = PRETRAIN.n_skills,
     steps: Annotated[
         int | None,
         typer.Option(
-            help="Total environment steps, default 1000000 (with --resume: the new total).",
+            help=f"Total environment steps, default {PRETRAIN.total_steps} (with --resume: the "
+            "new total).",
             show_default=False,
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed and device: same result).")] = 0,
-    hidden: Annotated[int, typer.Option(help="Units per hidden layer (two layers).")] = 300,
-    batch_size: Annotated[int, typer.Option(help="Transitions per gradient step.")] = 256,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-4,
-    alpha: Annotated[str, typer.Option(help="Entropy coefficient, or 'auto' to learn it.")] = "0.1",
-    gamma: Annotated[float, typer.Option(help="Discount factor.")] = 0.99,
-    tau: Annotated[float, typer.Option(help="Polyak rate of the target critics.")] = 0.005,
-    buffer_size: Annotated[int, typer.Option(help="Replay buffer capacity.")] = 1_000_000,
+    seed: Annotated[
+        int, typer.Option(help="Random seed (same seed and device: same result).")
+    ] = PRETRAIN.seed,
+    hidden: Annotated[
+        int, typer.Option(help="Units per hidden layer (two layers).")
+    ] = PRETRAIN.hidden,
+    batch_size: Annotated[
+        int, typer.Option(help="Transitions per gradient step.")
+    ] = PRETRAIN.batch_size,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = PRETRAIN.lr,
+    alpha: Annotated[str, typer.Option(help="Entropy coefficient, or 'auto' to learn it.")] = str(
+        PRETRAIN.alpha
+    ),
+    gamma: Annotated[float, typer.Option(help="Discount factor.")] = PRETRAIN.gamma,
+    tau: Annotated[float, typer.Option(help="Polyak rate of the target critics.")] = PRETRAIN.tau,
+    buffer_size: Annotated[
+        int, typer.Option(help="Replay buffer capacity.")
+    ] = PRETRAIN.buffer_size,
     learning_starts: Annotated[
         int, typer.Option(help="Random-action steps before learning starts.")
-    ] = 10_000,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    ] = PRETRAIN.learning_starts,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = PRETRAIN.device,
     experiment: Experiment = "skillforge",
     name: Annotated[
         str | None,
         typer.Option(help="Library name. Default: <env>-<N>sk-<run id>.", show_default=False),
     ] = None,
-    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 10_000,
+    checkpoint_every: Annotated[
+        int, typer.Option(help="Steps between checkpoints.")
+    ] = PRETRAIN.checkpoint_every,
     checkpoint_dir: Annotated[
         str, typer.Option(help="Folder of checkpoints (one subfolder per library).")
     ] = "checkpoints",
@@ -56,31 +74,39 @@ def pretrain(
         ),
     ] = None,
     tracking_uri: TrackingUri = None,
-    threads: Annotated[int, typer.Option(help="torch threads (0: all cores).")] = 0,
+    threads: Annotated[int, typer.Option(help="torch threads (0: all cores).")] = PRETRAIN.threads,
     store_timeout: Annotated[
         float,
         typer.Option(
             help="Seconds to wait at the end for an unreachable tracking server before "
             "giving up (the checkpoint stays; `skillforge library register` finishes later)."
         ),
-    ] = 120.0,
+    ] = DEFAULT_STORE_TIMEOUT,
     eval_every: Annotated[
         int,
         typer.Option(
             help="Env steps between held-out evaluations during training, without video "
             "(0: only at the end)."
         ),
-    ] = 50_000,
+    ] = EVALUATION.every,
     eval_episodes: Annotated[
         int, typer.Option(help="Episodes per skill in the final evaluation (0: none).")
-    ] = 5,
+    ] = EVALUATION.episodes,
+    discriminator_features: Annotated[
+        str,
+        typer.Option(
+            help="What q(z|s) sees: all (the observation), x or xy (the agent's position, from "
+            "the simulator: DIAYN+prior), or observation indices like 0,3,5. Skills always "
+            "see the whole observation."
+        ),
+    ] = PRETRAIN.discriminator_features,
     video: Annotated[
         bool, typer.Option("--video/--no-video", help="Film every skill at the end.")
-    ] = True,
+    ] = EVALUATION.video,
 ) -> None:
     """Pretrain a library of N skills with DIAYN; every skill is registered in MLflow."""
-    from skillforge.config import PretrainConfig, parse_alpha
-    from skillforge.envs import make_env, resolve_env_id
+    from skillforge.core.config import parse_alpha
+    from skillforge.core.envs import make_env, resolve_env_id
 
     if resume is not None and not resume.strip():
         raise typer.BadParameter("--resume needs a library name, a run id or 'latest'")
@@ -93,7 +119,7 @@ def pretrain(
         config = PretrainConfig(
             env_id=env_id,
             n_skills=skills,
-            total_steps=1_000_000 if steps is None else steps,
+            total_steps=PRETRAIN.total_steps if steps is None else steps,
             seed=seed,
             hidden=hidden,
             batch_size=batch_size,
@@ -107,6 +133,7 @@ def pretrain(
             checkpoint_every=checkpoint_every,
             threads=threads,
             name=name or "",
+            discriminator_features=discriminator_features,
         )
         make_env(env_id).close()  # refuse discrete or broken envs before loading torch
     elif steps is not None and steps < 1:
@@ -115,14 +142,13 @@ def pretrain(
         raise typer.BadParameter("--eval-every and --eval-episodes must be >= 0")
 
     from cli.progress import TrainingProgress
-    from skillforge import pipeline
-    from skillforge.errors import TrainingInterrupted
+    from skillforge.app import pretrain as pipeline
+    from skillforge.core.errors import TrainingInterrupted
 
-    echo_warnings()
-    evaluation = pipeline.EvaluationOptions(eval_episodes, eval_every, video)
+    evaluation = EvaluationOptions(eval_episodes, eval_every, video)
     progress = TrainingProgress()
     try:
-        with progress:
+        with echoed_warnings(), progress:
             if resume is None:
                 result = pipeline.pretrain(
                     config,
@@ -180,9 +206,16 @@ class _EchoWarnings(logging.Handler):
         typer.echo(f"warning: {record.getMessage()}", err=True)
 
 
-def echo_warnings() -> None:
-    """Show skillforge's warnings on stderr, once (idempotent)."""
+@contextlib.contextmanager
+def echoed_warnings():
+    """Show skillforge's warnings on stderr while a command runs; the logger is put back as
+    it was afterwards (a command called in-process, as in tests, leaves nothing behind)."""
     logger = logging.getLogger("skillforge")
-    if not any(isinstance(handler, _EchoWarnings) for handler in logger.handlers):
-        logger.addHandler(_EchoWarnings(logging.WARNING))
-        logger.propagate = False
+    handler, propagate = _EchoWarnings(logging.WARNING), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate

@@ -19,8 +19,8 @@ def ui(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Open the MLflow UI on the store, to compare libraries side by side. Ctrl-C stops it."""
-    from skillforge.tracking import resolve_tracking_uri
-    from skillforge.ui import LOOPBACK, UiServer, is_server_store
+    from skillforge.store.tracking import resolve_tracking_uri
+    from skillforge.store.ui_server import LOOPBACK, UiServer, is_server_store
 
     uri = resolve_tracking_uri(tracking_uri)
     if is_server_store(uri):

@@ -1,5 +1,9 @@
 """skillforge: reusable skills without a reward.
 
+The public API, by layer (see "How the code is laid out" in the README):
+`core` (configs, errors, envs) -> `rl` (DIAYN, SAC, the training loop) -> `skills` (frozen
+libraries) -> `evaluation`, `export`, `reuse`, `store` (MLflow) -> `app` (the commands).
+
 Heavy modules (torch, mlflow) load on first use, so `import skillforge` and the CLI stay fast.
 """
 
@@ -8,32 +12,42 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from skillforge.core.versions import __version__
 
 _EXPORTS = {
-    "PretrainConfig": "skillforge.config",
-    "SkillLibrary": "skillforge.library",
-    "LibrarySpec": "skillforge.library",
-    "make_env": "skillforge.envs",
-    "resolve_env_id": "skillforge.envs",
-    "pretrain": "skillforge.pipeline",
-    "load_library": "skillforge.pipeline",
-    "list_libraries": "skillforge.tracking",
-    "export_library": "skillforge.export",
-    "export_saved_library": "skillforge.export",
-    "SkillforgeError": "skillforge.errors",
+    "PretrainConfig": "skillforge.core.config",
+    "HierarchicalConfig": "skillforge.core.config",
+    "SkillforgeError": "skillforge.core.errors",
+    "make_env": "skillforge.core.envs",
+    "resolve_env_id": "skillforge.core.envs",
+    "LibrarySpec": "skillforge.rl.spec",
+    "SkillLibrary": "skillforge.skills.library",
+    "list_libraries": "skillforge.store.tracking",
+    "export_library": "skillforge.export.writer",
+    "pretrain": "skillforge.app.pretrain",
+    "resume": "skillforge.app.pretrain",
+    "register": "skillforge.app.pretrain",
+    "load_library": "skillforge.app.load",
+    "evaluate_stored": "skillforge.app.evaluate",
+    "export_saved_library": "skillforge.app.export",
+    "train_hierarchical": "skillforge.app.hierarchical",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
-    from skillforge.config import PretrainConfig
-    from skillforge.envs import make_env, resolve_env_id
-    from skillforge.errors import SkillforgeError
-    from skillforge.export import export_library, export_saved_library
-    from skillforge.library import LibrarySpec, SkillLibrary
-    from skillforge.pipeline import load_library, pretrain
-    from skillforge.tracking import list_libraries
+    from skillforge.app.evaluate import evaluate_stored
+    from skillforge.app.export import export_saved_library
+    from skillforge.app.hierarchical import train_hierarchical
+    from skillforge.app.load import load_library
+    from skillforge.app.pretrain import pretrain, register, resume
+    from skillforge.core.config import HierarchicalConfig, PretrainConfig
+    from skillforge.core.envs import make_env, resolve_env_id
+    from skillforge.core.errors import SkillforgeError
+    from skillforge.export.writer import export_library
+    from skillforge.rl.spec import LibrarySpec
+    from skillforge.skills.library import SkillLibrary
+    from skillforge.store.tracking import list_libraries
 
 
 def __getattr__(name: str):

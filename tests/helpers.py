@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from skillforge.config import PretrainConfig
+from skillforge.core.config import PretrainConfig
 
 
 def tiny_config(**changes) -> PretrainConfig:

@@ -8,8 +8,8 @@ import time
 import pytest
 import torch
 
-from skillforge.checkpoint import load_checkpoint, save_checkpoint
-from skillforge.errors import CheckpointError
+from skillforge.core.errors import CheckpointError
+from skillforge.rl.checkpoint import load_checkpoint, save_checkpoint
 
 
 def test_round_trip(tmp_path):
@@ -35,7 +35,7 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
 WRITER = """
 import sys, torch
-from skillforge.checkpoint import save_checkpoint
+from skillforge.rl.checkpoint import save_checkpoint
 step = 0
 while True:
     step += 1

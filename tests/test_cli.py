@@ -1,5 +1,6 @@
 """The command line: options, refusals (one line, non-zero exit), a tiny run, Ctrl-C and resume."""
 
+import logging
 import os
 import signal
 import subprocess
@@ -98,6 +99,9 @@ def test_pretrain_list_show_and_resume(workdir):
         run("pretrain", "hopper", "--resume", "cli-lib", "--steps", "400"), "trained on Pendulum-v1"
     )
     assert_one_line_error(run("pretrain", "pendulum", "--name", "cli-lib", *TINY), "already exists")
+
+    logger = logging.getLogger("skillforge")  # a command run in-process leaves it as it was
+    assert logger.propagate and not logger.handlers
 
 
 def test_ctrl_c_checkpoints_ends_the_run_killed_and_says_how_to_resume(workdir):

@@ -10,7 +10,12 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from cli.main import app
-from skillforge import checkpoint, compare, diayn, evaluate, pipeline, tracking
+from skillforge.app import pretrain as pipeline
+from skillforge.app.evaluate import evaluate_stored
+from skillforge.evaluation import compare
+from skillforge.evaluation.report import PeriodicEvaluation
+from skillforge.rl import checkpoint, loop
+from skillforge.store import tracking
 
 runner = CliRunner()
 
@@ -36,7 +41,7 @@ def metrics_of(store, name):
 
 
 def test_evaluate_logs_measures_plots_and_videos_to_the_library_run(store):
-    info, report = evaluate.evaluate_stored("pend-a", store, episodes=2, video=True)
+    info, report = evaluate_stored("pend-a", store, episodes=2, video=True)
     client = MlflowClient(store)
     run = client.get_run(info.run_id)
     for key, value in report.metrics().items():
@@ -157,8 +162,14 @@ def test_evaluate_without_a_name_takes_the_most_recent_library(store):
 def test_periodic_evaluation_logs_to_the_run_during_training(store, tmp_path):
     client = MlflowClient(store)
     run_id = client.create_run(tracking.ensure_experiment(client, "periodic")).info.run_id
-    periodic = evaluate.mlflow_periodic_evaluation(client, run_id, every=100)
-    diayn.train(tiny_config(total_steps=300), str(tmp_path / "c.pt"), [periodic])
+
+    def log(report, step):
+        tracking.log_evaluation(
+            client, run_id, report.metrics(), step, coverage_of=report.coverage_of
+        )
+
+    periodic = PeriodicEvaluation(every=100, on_report=log)
+    loop.train(tiny_config(total_steps=300), str(tmp_path / "c.pt"), [periodic])
     for key in ("eval/log_q_z", "eval/effective_skills", "eval/coverage_bins"):
         assert [m.step for m in client.get_metric_history(run_id, key)] == [100, 200], key
     assert client.get_run(run_id).data.tags["skillforge.coverage"].startswith("pole angle")

@@ -22,7 +22,7 @@ TINY = (
 CONNECT_AT_ONCE = """
 import os, sys, time
 import mlflow.store.tracking.sqlalchemy_store  # the slow imports, before the start line
-from skillforge import tracking
+from skillforge.store import tracking
 open(sys.argv[3], "w").close()
 while not os.path.exists(sys.argv[2]):
     time.sleep(0.001)

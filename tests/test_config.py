@@ -1,7 +1,8 @@
 import pytest
 
-from skillforge.config import PretrainConfig, is_valid_name, parse_alpha
-from skillforge.errors import ConfigError
+from skillforge.core.config import PretrainConfig, parse_alpha
+from skillforge.core.errors import ConfigError
+from skillforge.core.names import is_valid_name
 
 
 @pytest.mark.parametrize(

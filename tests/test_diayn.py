@@ -6,12 +6,12 @@ import pytest
 import torch
 from helpers import tiny_config
 
-from skillforge import diayn
-from skillforge.checkpoint import load_checkpoint
-from skillforge.errors import TrainingDiverged, TrainingInterrupted
-from skillforge.library import LibrarySpec
-from skillforge.replay import Batch
-from skillforge.sac import SAC
+from skillforge.core.errors import TrainingDiverged, TrainingInterrupted
+from skillforge.rl import diayn, loop
+from skillforge.rl.checkpoint import load_checkpoint
+from skillforge.rl.replay import Batch
+from skillforge.rl.sac import SAC
+from skillforge.rl.spec import LibrarySpec
 
 SPEC = LibrarySpec("Pendulum-v1", 3, 1, (-2.0,), (2.0,), n_skills=4, hidden=16)
 
@@ -83,7 +83,7 @@ def test_actor_loss_gives_no_gradient_to_the_critic():
     assert all(p.grad is not None for p in sac.policy.parameters())
 
 
-def weights(result: diayn.TrainResult) -> dict[str, torch.Tensor]:
+def weights(result: loop.TrainResult) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in result.agent.state_dict().items()}
 
 
@@ -94,10 +94,10 @@ def assert_same_weights(a: dict, b: dict) -> None:
 
 
 def test_same_seed_same_weights(tmp_path):
-    first = diayn.train(tiny_config(), str(tmp_path / "a.pt"))
-    second = diayn.train(tiny_config(), str(tmp_path / "b.pt"))
+    first = loop.train(tiny_config(), str(tmp_path / "a.pt"))
+    second = loop.train(tiny_config(), str(tmp_path / "b.pt"))
     assert_same_weights(weights(first), weights(second))
-    other = diayn.train(tiny_config(seed=1), str(tmp_path / "c.pt"))
+    other = loop.train(tiny_config(seed=1), str(tmp_path / "c.pt"))
     assert not torch.equal(
         first.agent.state_dict()["sac.policy.net.0.weight"],
         other.agent.state_dict()["sac.policy.net.0.weight"],
@@ -117,16 +117,16 @@ class InterruptAt:
 
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     config = tiny_config(total_steps=400, checkpoint_every=1000)  # only the interrupt writes
-    uninterrupted = weights(diayn.train(config, str(tmp_path / "full.pt")))
+    uninterrupted = weights(loop.train(config, str(tmp_path / "full.pt")))
 
     path = str(tmp_path / "resumed.pt")
     # Pendulum episodes last 200 steps: step 250 is mid-episode, so resume must replay it
     with pytest.raises(TrainingInterrupted) as stop:
-        diayn.train(config, path, [InterruptAt(250)])
+        loop.train(config, path, [InterruptAt(250)])
     assert stop.value.step == 250 and stop.value.checkpoint_path == path
     state = load_checkpoint(path)
     assert state["step"] == 250 and len(state["episode"]["actions"]) == 50
-    resumed = diayn.train(config, path, resume_state=state)
+    resumed = loop.train(config, path, resume_state=state)
     assert resumed.step == 400
     assert_same_weights(uninterrupted, weights(resumed))
 
@@ -138,7 +138,7 @@ def test_checkpoints_are_written_on_schedule(tmp_path):
         def on_checkpoint(self, path, step):
             written.append(step)
 
-    diayn.train(tiny_config(total_steps=250), str(tmp_path / "c.pt"), [Recorder()])
+    loop.train(tiny_config(total_steps=250), str(tmp_path / "c.pt"), [Recorder()])
     assert written == [100, 200, 250]
 
 
@@ -155,5 +155,5 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
                     tensor.data.fill_(float("nan"))
 
     with pytest.raises(TrainingDiverged, match="by step 200"):
-        diayn.train(tiny_config(total_steps=300), str(path), [Poison()])
+        loop.train(tiny_config(total_steps=300), str(path), [Poison()])
     assert load_checkpoint(path)["step"] == 100

@@ -2,8 +2,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from skillforge.envs import ALIASES, episode_seed, make_env, resolve_env_id
-from skillforge.errors import EnvError
+from skillforge.core.envs import ALIASES, episode_seed, make_env, resolve_env_id
+from skillforge.core.errors import EnvError
 
 
 def test_every_alias_is_registered_and_continuous():

@@ -9,10 +9,15 @@ import torch
 from helpers import tiny_config
 from torch import nn
 
-from skillforge import diayn, evaluate
-from skillforge.errors import ConfigError, EnvError
-from skillforge.library import LibrarySpec, SkillLibrary
-from skillforge.nets import TanhGaussianPolicy
+from skillforge.core.errors import ConfigError, EnvError
+from skillforge.core.positions import POSITIONS, PositionProbe, position_probe
+from skillforge.evaluation.measures import coverage_bins, discriminator_scores
+from skillforge.evaluation.report import PeriodicEvaluation, evaluate
+from skillforge.evaluation.rollouts import random_policy_coverage
+from skillforge.rl import loop
+from skillforge.rl.nets import TanhGaussianPolicy
+from skillforge.rl.spec import LibrarySpec
+from skillforge.skills.library import SkillLibrary
 
 STEPS = 10  # LineWalk episode length
 
@@ -43,9 +48,9 @@ if "LineWalk-v0" not in gym.registry:
 
 @pytest.fixture
 def line_probe(monkeypatch):
-    probe = evaluate.PositionProbe("x", 1.0, lambda env, obs: np.array([env.x]))
-    monkeypatch.setitem(evaluate.POSITIONS, "LineWalk", probe)
-    evaluate.random_policy_coverage.cache_clear()
+    probe = PositionProbe("x", 1.0, lambda env, obs: np.array([env.x]))
+    monkeypatch.setitem(POSITIONS, "LineWalk", probe)
+    random_policy_coverage.cache_clear()
     return probe
 
 
@@ -93,7 +98,7 @@ def marked_states(n_skills: int) -> list[np.ndarray]:
 
 def test_a_perfect_discriminator_scores_every_skill_as_itself():
     n = 5
-    scores, confusion = evaluate.discriminator_scores(MarkerDiscriminator(n), marked_states(n), n)
+    scores, confusion = discriminator_scores(MarkerDiscriminator(n), marked_states(n), n)
     assert scores["discriminator_accuracy"] == 1.0
     assert -1e-6 < scores["log_q_z"] <= 0.0
     assert scores["mutual_information_bound"] == pytest.approx(math.log(n), abs=1e-6)
@@ -106,7 +111,7 @@ def test_a_perfect_discriminator_scores_every_skill_as_itself():
 def test_a_constant_discriminator_is_at_chance_with_one_effective_skill():
     n = 4
     constant = lambda states: torch.zeros(len(states), n)  # noqa: E731
-    scores, confusion = evaluate.discriminator_scores(constant, marked_states(n), n)
+    scores, confusion = discriminator_scores(constant, marked_states(n), n)
     assert scores["log_q_z"] == pytest.approx(-math.log(n))
     assert scores["mutual_information_bound"] == pytest.approx(0.0, abs=1e-9)
     assert scores["mutual_information_fraction"] == pytest.approx(0.0, abs=1e-9)
@@ -117,7 +122,7 @@ def test_a_constant_discriminator_is_at_chance_with_one_effective_skill():
 
 def test_a_confidently_wrong_discriminator_has_n_effective_skills_but_no_accuracy():
     n = 3
-    scores, _ = evaluate.discriminator_scores(MarkerDiscriminator(n, shift=1), marked_states(n), n)
+    scores, _ = discriminator_scores(MarkerDiscriminator(n, shift=1), marked_states(n), n)
     assert scores["discriminator_accuracy"] == 0.0
     assert scores["effective_skills"] == pytest.approx(n)
     assert scores["mutual_information_fraction"] < -10  # far below chance: log q ~ -50
@@ -125,11 +130,11 @@ def test_a_confidently_wrong_discriminator_has_n_effective_skills_but_no_accurac
 
 def test_coverage_counts_distinct_bins_in_one_and_two_dimensions():
     line = [np.array([[0.1], [0.9], [1.2]]), np.array([[-0.2], [5.0]])]
-    assert evaluate.coverage_bins(line, 1.0) == 4  # bins 0, 1, -1, 5
-    assert evaluate.coverage_bins(line, 0.5) == 5  # 0, 1, 2, -1, 10
+    assert coverage_bins(line, 1.0) == 4  # bins 0, 1, -1, 5
+    assert coverage_bins(line, 0.5) == 5  # 0, 1, 2, -1, 10
     plane = [np.array([[0.2, 0.2], [0.7, 0.9], [1.1, 0.1], [-0.1, 3.5]])]
-    assert evaluate.coverage_bins(plane, 1.0) == 3  # (0, 0), (1, 0), (-1, 3)
-    assert evaluate.coverage_bins([], 1.0) == 0
+    assert coverage_bins(plane, 1.0) == 3  # (0, 0), (1, 0), (-1, 3)
+    assert coverage_bins([], 1.0) == 0
 
 
 def test_skills_that_walk_known_paths_give_known_measures(line_probe):
@@ -137,7 +142,7 @@ def test_skills_that_walk_known_paths_give_known_measures(line_probe):
     calls = []
     act = library.act
     library.act = lambda obs, skills: calls.append(len(skills)) or act(obs, skills)
-    report = evaluate.evaluate(library, episodes=3)
+    report = evaluate(library, episodes=3)
     metrics = report.metrics()
 
     assert calls == [2] * (3 * STEPS)  # lockstep: one batched policy call per step
@@ -158,9 +163,9 @@ def test_skills_that_walk_known_paths_give_known_measures(line_probe):
 
 
 def test_the_random_baseline_is_a_fixed_function_of_env_episodes_and_seed(line_probe):
-    first = evaluate.random_policy_coverage("LineWalk-v0", 4, 2, 0)
-    evaluate.random_policy_coverage.cache_clear()
-    assert evaluate.random_policy_coverage("LineWalk-v0", 4, 2, 0) == first
+    first = random_policy_coverage("LineWalk-v0", 4, 2, 0)
+    random_policy_coverage.cache_clear()
+    assert random_policy_coverage("LineWalk-v0", 4, 2, 0) == first
 
 
 @pytest.mark.parametrize(
@@ -171,7 +176,7 @@ def test_mujoco_positions_read_the_torso(env_id, dims):
     env.reset(seed=0)
     data = env.unwrapped.data
     data.qpos[:2] = [3.7, -1.2]
-    probe = evaluate.position_probe(env_id)
+    probe = position_probe(env_id)
     assert probe.bin_size == 1.0
     np.testing.assert_allclose(probe.read(env.unwrapped, None), [3.7, -1.2][:dims])
     env.close()
@@ -180,40 +185,40 @@ def test_mujoco_positions_read_the_torso(env_id, dims):
 def test_box2d_and_classic_positions():
     env = gym.make("BipedalWalker-v3")
     env.reset(seed=0)
-    x = evaluate.position_probe("BipedalWalker-v3").read(env.unwrapped, None)
+    x = position_probe("BipedalWalker-v3").read(env.unwrapped, None)
     assert x.shape == (1,) and x[0] == pytest.approx(env.unwrapped.hull.position[0])
     env = gym.make("LunarLanderContinuous-v3")
     env.reset(seed=0)
-    xy = evaluate.position_probe("LunarLanderContinuous-v3").read(env.unwrapped, None)
+    xy = position_probe("LunarLanderContinuous-v3").read(env.unwrapped, None)
     np.testing.assert_allclose(xy, tuple(env.unwrapped.lander.position))
     env = gym.make("Pendulum-v1")
     obs, _ = env.reset(seed=0)
-    angle = evaluate.position_probe("Pendulum-v1").read(env.unwrapped, obs)[0]
+    angle = position_probe("Pendulum-v1").read(env.unwrapped, obs)[0]
     theta = env.unwrapped.state[0]
     assert angle == pytest.approx(math.atan2(math.sin(theta), math.cos(theta)), abs=1e-6)
-    mountain = evaluate.position_probe("MountainCarContinuous-v0")
+    mountain = position_probe("MountainCarContinuous-v0")
     assert mountain.read(None, np.array([-0.55, 0.0]))[0] == -0.55
-    assert evaluate.position_probe("Reacher-v5") is None  # no sensible position: no coverage
+    assert position_probe("Reacher-v5") is None  # no sensible position: no coverage
 
 
 def test_refusals_are_clear(line_probe):
     library = walker_library()
     with pytest.raises(ConfigError, match="--episodes must be at least 1, got 0"):
-        evaluate.evaluate(library, episodes=0)
+        evaluate(library, episodes=0)
     spec = LibrarySpec("NoSuchEnv-v0", 1, 1, (-1.0,), (1.0,), 2, 2)
     lost = SkillLibrary(spec, library.policy, library.discriminator, name="lost")
     with pytest.raises(EnvError, match="cannot evaluate library lost: unknown environment"):
-        evaluate.evaluate(lost)
+        evaluate(lost)
 
 
 def test_periodic_evaluation_reports_on_schedule_and_leaves_training_untouched(tmp_path):
     config = tiny_config(total_steps=300, log_every=50)
     reports = []
-    periodic = evaluate.PeriodicEvaluation(
+    periodic = PeriodicEvaluation(
         100, lambda report, step: reports.append((step, report.metrics())), episodes=1
     )
-    with_eval = diayn.train(config, str(tmp_path / "a.pt"), [periodic])
-    without = diayn.train(config, str(tmp_path / "b.pt"))
+    with_eval = loop.train(config, str(tmp_path / "a.pt"), [periodic])
+    without = loop.train(config, str(tmp_path / "b.pt"))
 
     assert [step for step, _ in reports] == [100, 200]  # the final one is the pipeline's
     for _, metrics in reports:
@@ -222,4 +227,4 @@ def test_periodic_evaluation_reports_on_schedule_and_leaves_training_untouched(t
         torch.testing.assert_close(tensor, without.agent.state_dict()[key], rtol=0, atol=0)
     assert all(p.requires_grad for p in with_eval.agent.sac.policy.parameters())
     with pytest.raises(ConfigError, match="--eval-every"):
-        evaluate.PeriodicEvaluation(-1, print)
+        PeriodicEvaluation(-1, print)

@@ -22,11 +22,13 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from cli.main import app
-from skillforge import export as export_module
-from skillforge import export_library, export_saved_library, pipeline
-from skillforge.errors import ExportError
-from skillforge.export import PARITY_REAL_OBSERVATIONS, parity_observations
-from skillforge.library import SkillLibrary, SkillPolicy
+from skillforge import export_library, export_saved_library
+from skillforge.app import pretrain as pipeline
+from skillforge.core.config import NO_EVALUATION
+from skillforge.core.errors import ExportError
+from skillforge.export import writer as export_module
+from skillforge.export.parity import PARITY_REAL_OBSERVATIONS, parity_observations
+from skillforge.skills.library import SkillLibrary, SkillPolicy
 
 runner = CliRunner()
 NAME = "my-pendulum"  # the README's library
@@ -52,7 +54,7 @@ def trained(tmp_path_factory):
         tiny_config(name=NAME),
         store,
         checkpoint_dir=folder / "checkpoints",
-        evaluation=pipeline.NO_EVALUATION,
+        evaluation=NO_EVALUATION,
     )
     return SimpleNamespace(store=store, folder=folder, result=result, library=result.library)
 

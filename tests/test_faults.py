@@ -22,11 +22,14 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from cli.main import app
-from skillforge import checkpoint as checkpoint_module
-from skillforge import delivery, diayn, pipeline, tracking
-from skillforge.checkpoint import CheckpointWriteError, load_checkpoint
-from skillforge.errors import CheckpointError, TrainingDiverged
-from skillforge.library import SkillLibrary
+from skillforge.app import pretrain as pipeline
+from skillforge.core.config import NO_EVALUATION
+from skillforge.core.errors import CheckpointError, TrainingDiverged
+from skillforge.rl import checkpoint as checkpoint_module
+from skillforge.rl import diayn, loop
+from skillforge.rl.checkpoint import CheckpointWriteError, load_checkpoint
+from skillforge.skills.library import SkillLibrary
+from skillforge.store import delivery, tracking
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -44,7 +47,7 @@ def same_weights(a: dict, b: dict) -> bool:
 
 
 def uninterrupted_weights(config, folder: Path) -> dict:
-    return diayn.train(config, str(folder / "reference.pt")).agent.state_dict()
+    return loop.train(config, str(folder / "reference.pt")).agent.state_dict()
 
 
 # -- kill -9 ---------------------------------------------------------------------------------
@@ -86,10 +89,10 @@ def test_killed_before_the_first_checkpoint_resumes_from_step_zero(store, tmp_pa
             store,
             callbacks=[Die()],
             checkpoint_dir=tmp_path / "ck",
-            evaluation=pipeline.NO_EVALUATION,
+            evaluation=NO_EVALUATION,
         )
     assert not (tmp_path / "ck/early/checkpoint.pt").exists()
-    result = pipeline.resume("early", store, evaluation=pipeline.NO_EVALUATION)
+    result = pipeline.resume("early", store, evaluation=NO_EVALUATION)
     assert result.library.name == "early"
     expected = uninterrupted_weights(config, tmp_path)
     assert same_weights(load_checkpoint(result.checkpoint_path)["agent"], expected)
@@ -97,21 +100,21 @@ def test_killed_before_the_first_checkpoint_resumes_from_step_zero(store, tmp_pa
 
 def test_finished_training_with_unfinished_registration_is_completed_by_resume(store, tmp_path):
     result = pipeline.pretrain(
-        tiny_config(name="half"), store, checkpoint_dir=tmp_path, evaluation=pipeline.NO_EVALUATION
+        tiny_config(name="half"), store, checkpoint_dir=tmp_path, evaluation=NO_EVALUATION
     )
     client = MlflowClient(store, registry_uri=store)
     # as if killed during registration: two skills registered, two not, status not finished
     client.delete_registered_model("half.skill-02")
     client.delete_registered_model("half.skill-03")
     client.set_tag(result.run_id, tracking.TAG_STATUS, "running")
-    completed = pipeline.resume("half", store, evaluation=pipeline.NO_EVALUATION)
+    completed = pipeline.resume("half", store, evaluation=NO_EVALUATION)
     assert completed.models[:2] == result.models[:2]  # not registered a second time
     for skill in range(4):
         versions = client.search_model_versions(f"name = 'half.skill-{skill:02d}'")
         assert len(versions) == 1 and versions[0].tags["run_id"] == result.run_id
         assert versions[0].tags["step"] == "300"
     assert client.get_run(result.run_id).data.tags[tracking.TAG_STATUS] == "finished"
-    again = pipeline.register("half", store, evaluation=pipeline.NO_EVALUATION)  # idempotent
+    again = pipeline.register("half", store, evaluation=NO_EVALUATION)  # idempotent
     assert again.models == completed.models
 
 
@@ -180,7 +183,7 @@ def test_checkpoint_write_failure_keeps_the_previous_one_and_resume_finishes(
 
     monkeypatch.setattr(checkpoint_module.torch, "save", save_until_the_disk_is_full)
     with pytest.raises(CheckpointWriteError) as error:
-        pipeline.pretrain(config, store, checkpoint_dir=tmp_path, evaluation=pipeline.NO_EVALUATION)
+        pipeline.pretrain(config, store, checkpoint_dir=tmp_path, evaluation=NO_EVALUATION)
     message = str(error.value)
     assert "No space left on device" in message and "previous checkpoint is intact" in message
     assert "skillforge pretrain --resume full" in message and "\n" not in message
@@ -191,7 +194,7 @@ def test_checkpoint_write_failure_keeps_the_previous_one_and_resume_finishes(
     assert MlflowClient(store, registry_uri=store).get_run(run.run_id).info.status == "FAILED"
 
     monkeypatch.undo()  # space freed
-    result = pipeline.resume("full", store, evaluation=pipeline.NO_EVALUATION)
+    result = pipeline.resume("full", store, evaluation=NO_EVALUATION)
     assert same_weights(
         load_checkpoint(result.checkpoint_path)["agent"], uninterrupted_weights(config, tmp_path)
     )
@@ -285,7 +288,7 @@ def finished(store, tmp_path_factory):
         tiny_config(name="lib"),
         store,
         checkpoint_dir=folder / "ck",
-        evaluation=pipeline.NO_EVALUATION,
+        evaluation=NO_EVALUATION,
     )
     return SimpleNamespace(store=store, folder=folder, result=result)
 
@@ -521,7 +524,7 @@ def broken_onnx_files(folder: Path, genuine: bytes) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def exported(finished, tmp_path_factory):
     """`lib` exported to <folder>/exports/lib (the default place, relative to the cwd)."""
-    from skillforge.export import export_saved_library
+    from skillforge.app.export import export_saved_library
 
     folder = tmp_path_factory.mktemp("exported")
     out = folder / "exports" / "lib"

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cli.main import app
-from skillforge import pipeline
-from skillforge.config import is_valid_name
-from skillforge.errors import ConfigError, SkillforgeError
+from skillforge.app import pretrain as pipeline
+from skillforge.core.errors import ConfigError, SkillforgeError
+from skillforge.core.names import is_valid_name
 
 runner = CliRunner()
 HUGE = "99999999999999999999999"
@@ -303,7 +303,7 @@ HOSTILE_STORES = [  # none of them creates a store (a new sqlite store costs ~5 
 @pytest.fixture(scope="module")
 def empty_store(tmp_path_factory):
     """A store with no library (the other commands only read it)."""
-    from skillforge import tracking
+    from skillforge.store import tracking
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('empty') / 'mlflow.db'}"
     tracking.connect(uri)

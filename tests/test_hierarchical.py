@@ -10,19 +10,16 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from cli.main import app
-from skillforge import baselines, export_library, pipeline
-from skillforge.config import HierarchicalConfig
-from skillforge.downstream import train_hierarchical
-from skillforge.errors import ConfigError, EnvError
-from skillforge.hierarchical import (
-    SkillActionEnvs,
-    SkillActionWrapper,
-    reward_scale_for,
-    run_skill_policy,
-    train_meta_controller,
-)
-from skillforge.skill_sources import LibrarySkills, OnnxSkills, RegistrySkills
-from skillforge.tasks import HURDLE_HEIGHT, HURDLE_SPACING, WAYPOINTS, make_task
+from skillforge import export_library
+from skillforge.app import pretrain as pipeline
+from skillforge.app.hierarchical import train_hierarchical
+from skillforge.core.config import NO_EVALUATION, HierarchicalConfig
+from skillforge.core.errors import ConfigError, EnvError
+from skillforge.reuse import baselines
+from skillforge.reuse.meta_controller import reward_scale_for, train_meta_controller
+from skillforge.reuse.skill_actions import SkillActionEnvs, SkillActionWrapper, run_skill_policy
+from skillforge.reuse.tasks import HURDLE_HEIGHT, HURDLE_SPACING, WAYPOINTS, make_task
+from skillforge.skills.sources import LibrarySkills, OnnxSkills, RegistrySkills
 
 
 class ConstantSkills:
@@ -166,7 +163,7 @@ def test_halfcheetah_hurdle_has_hurdles_and_rewards_forward_progress():
 
 @pytest.fixture
 def library(store):
-    return pipeline.pretrain(tiny_config(name="lib"), store, evaluation=pipeline.NO_EVALUATION)
+    return pipeline.pretrain(tiny_config(name="lib"), store, evaluation=NO_EVALUATION)
 
 
 def test_skills_stay_frozen_and_every_source_gives_the_same_results(library, store):

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from skillforge.config import PretrainConfig
-from skillforge.diayn import DIAYN
-from skillforge.envs import make_env
-from skillforge.library import LibrarySpec, SkillLibrary
+from skillforge.core.config import PretrainConfig
+from skillforge.core.envs import make_env
+from skillforge.rl.diayn import DIAYN
+from skillforge.rl.spec import LibrarySpec
+from skillforge.skills.library import SkillLibrary
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,9 @@ import pytest
 from helpers import tiny_config
 from mlflow.tracking import MlflowClient
 
-from skillforge import pipeline, tracking
-from skillforge.errors import ConfigError, LibraryNotFound
+from skillforge.app import pretrain as pipeline
+from skillforge.core.errors import ConfigError, LibraryNotFound
+from skillforge.store import tracking
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from skillforge.errors import CheckpointError
-from skillforge.replay import ReplayBuffer
+from skillforge.core.errors import CheckpointError
+from skillforge.rl.replay import ReplayBuffer
 
 
 def fill(buffer: ReplayBuffer, count: int, start: int = 0) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from cli.main import app
-from skillforge import tracking, ui
+from skillforge.store import tracking
+from skillforge.store import ui_server as ui
 
 runner = CliRunner()
 

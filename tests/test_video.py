@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skillforge import evaluate, video
-from skillforge.envs import make_env
-from skillforge.library import LibrarySpec, SkillLibrary
-from skillforge.nets import Discriminator, TanhGaussianPolicy
+from skillforge.core.envs import make_env
+from skillforge.evaluation import video
+from skillforge.evaluation.files import write_files
+from skillforge.evaluation.report import evaluate
+from skillforge.rl.nets import Discriminator, TanhGaussianPolicy
+from skillforge.rl.spec import LibrarySpec
+from skillforge.skills.library import SkillLibrary
 
 
 def random_library(env_id: str, n_skills: int, seed: int = 0) -> SkillLibrary:
@@ -40,9 +43,9 @@ def gif_frames(path) -> list[np.ndarray]:
 
 def test_pendulum_plots_and_videos_are_written(tmp_path):
     library = random_library("Pendulum-v1", 3)
-    report = evaluate.evaluate(library, episodes=2, video=True, max_frames=8)
+    report = evaluate(library, episodes=2, video=True, max_frames=8)
     history = {"log_q_z": [(100, -1.0), (200, -0.5)], "eval/log_q_z": [(200, -0.7)]}
-    files = evaluate.write_files(report, tmp_path, history)
+    files = write_files(report, tmp_path, history)
     names = sorted(str(path.relative_to(tmp_path)) for path in files)
     assert names == [
         "plots/confusion_matrix.png",
@@ -98,7 +101,7 @@ def test_hopper_renders_headless_and_replayed_states_look_like_live_frames(tmp_p
 
 def test_without_pygame_evaluation_goes_on_without_video(monkeypatch):
     monkeypatch.setitem(sys.modules, "pygame", None)  # `import pygame` fails
-    report = evaluate.evaluate(random_library("Pendulum-v1", 2), episodes=1, video=True)
+    report = evaluate(random_library("Pendulum-v1", 2), episodes=1, video=True)
     assert report.frames == []
     assert len(report.notes) == 1 and "pygame" in report.notes[0]
     assert report.notes[0].startswith("no video: rendering Pendulum-v1 needs")
@@ -135,7 +138,7 @@ def test_classic_control_rendering_prints_no_sdl_errors(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "XDG_RUNTIME_DIR")}
     env.pop("SDL_VIDEODRIVER", None)
     script = (
-        "from skillforge.video import make_render_env\n"
+        "from skillforge.evaluation.video import make_render_env\n"
         "env = make_render_env('Pendulum-v1', 64)\n"
         "env.reset(seed=0)\n"
         "print(env.render().shape)\n"

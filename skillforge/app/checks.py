@@ -1,0 +1,55 @@
+"""Refusals before anything is written: what this machine cannot hold or run."""
+
+from __future__ import annotations
+
+import math
+import os
+
+from skillforge.core.config import PretrainConfig
+from skillforge.core.envs import make_env
+from skillforge.core.errors import (
+    ConfigError,
+)
+from skillforge.rl.features import feature_reader
+
+
+def check_resources(config: PretrainConfig) -> None:
+    """Refuse a configuration this machine cannot hold in memory (replay buffer, networks,
+    a batch's activations), a thread count it cannot run or a discriminator prior its env
+    does not have, before anything starts."""
+
+    cores = os.cpu_count() or 1
+    if config.threads > max(16, 4 * cores):
+        raise ConfigError(
+            f"--threads {config.threads} is more than this machine can use ({cores} cores); "
+            "use 0 (all cores) or a number up to the cores"
+        )
+    env = make_env(config.env_id)
+    obs_dim = int(env.observation_space.shape[0])
+    action_dim = int(env.action_space.shape[0])
+    env.close()
+    feature_reader(config.discriminator_features, config.env_id, obs_dim)  # fits this env?
+    replay = config.buffer_size * (4 * (2 * obs_dim + action_dim + 2) + 8)
+    hidden, inputs = config.hidden, obs_dim + config.n_skills
+    layer = inputs * hidden + hidden * hidden
+    parameters = layer + hidden * 2 * action_dim  # policy
+    parameters += 4 * (layer + action_dim * hidden + hidden)  # twin critics and their targets
+    parameters += obs_dim * hidden + hidden * hidden + hidden * config.n_skills  # discriminator
+    networks = parameters * 4 * 4  # weights, gradients, two Adam moments
+    activations = config.batch_size * (inputs + 4 * hidden + config.n_skills) * 4 * 8
+    need = replay + networks + activations
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > 0.8 * have:
+        raise ConfigError(
+            f"this configuration needs about {need / 1e9:,.1f} GB of memory (replay buffer "
+            f"{replay / 1e9:,.1f} GB, networks {networks / 1e9:,.1f} GB, a batch "
+            f"{activations / 1e9:,.1f} GB) and this machine has {have / 1e9:,.1f} GB; "
+            "lower --buffer-size, --skills, --hidden or --batch-size"
+        )
+
+
+def check_store_timeout(store_timeout: float) -> None:
+    if not (math.isfinite(store_timeout) and 0 <= store_timeout <= 7 * 24 * 3600):
+        raise ConfigError(
+            f"--store-timeout must be a number of seconds from 0 to one week, got {store_timeout}"
+        )

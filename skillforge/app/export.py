@@ -1,0 +1,95 @@
+"""`skillforge export`: export a library of the store (or a checkpoint file), optionally
+logging the ONNX files to its MLflow run as models."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import numpy as np
+
+from skillforge.app.load import load_library
+from skillforge.core.errors import ExportError
+from skillforge.export.formats import check_format
+from skillforge.export.writer import ExportResult, export_library
+from skillforge.skills.library import SkillLibrary
+from skillforge.store import registry, tracking
+
+
+def export_saved_library(
+    reference: str | None = None,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    tracking_uri: str | None = None,
+    out_dir: str | os.PathLike | None = None,
+    fmt: str = "onnx",
+    skills: Sequence[int] | None = None,
+    force: bool = False,
+    log_to_mlflow: bool = False,
+) -> ExportResult:
+    """Export a library of the MLflow store (name, run id, or None for the most recent) or,
+    with `checkpoint`, of a checkpoint file; `log_to_mlflow` also logs the ONNX files to the
+    library's run as MLflow models. See `export_library` for the other options."""
+    check_format(fmt)
+    if log_to_mlflow and fmt != "onnx":
+        raise ExportError("--log-to-mlflow logs ONNX models; use it with --format onnx")
+    if checkpoint is not None:
+        if reference is not None:
+            raise ExportError("pass a library name or --from-checkpoint, not both")
+        if log_to_mlflow:
+            raise ExportError("--log-to-mlflow needs a library from the MLflow store")
+        library = SkillLibrary.from_checkpoint(checkpoint)
+        source = {"checkpoint": str(Path(checkpoint).resolve())}
+    else:
+        info = tracking.find_library(reference, tracking_uri)
+        library = load_library(info.run_id, tracking_uri)
+        source = {
+            "run_id": info.run_id,
+            "tracking_uri": _without_credentials(tracking.resolve_tracking_uri(tracking_uri)),
+            "experiment": info.experiment,
+            "registered_models": [
+                skill.model_uri for skill in registry.library_skills(info, tracking_uri)
+            ],
+        }
+    log_models = None
+    if log_to_mlflow:
+
+        def log_models(folder: Path, files: list[str], observations: np.ndarray) -> list[str]:
+            return _log_models(library, folder, files, observations, tracking_uri)
+
+    return export_library(
+        library, out_dir, fmt, skills, force, source=source, log_models=log_models
+    )
+
+
+def _log_models(
+    library: SkillLibrary,
+    folder: Path,
+    files: list[str],
+    observations: np.ndarray,
+    tracking_uri: str | None,
+) -> list[str]:
+    """Log the checked ONNX files to the library's run; returns their model URIs."""
+    client = tracking.connect(tracking_uri)
+    example = observations[:4]
+    models = []
+    for name in files:
+        stem = name.removesuffix(".onnx")
+        if stem == "library":
+            skills = np.arange(len(example), dtype=np.int64) % library.n_skills
+            inputs: object = {"observation": example, "skill": skills}
+            outputs = library.act(example, skills)
+        else:
+            inputs, outputs = example, library.act(example, int(stem.split("-")[1]))
+        models.append((stem, str(folder / name), inputs, outputs))
+    return registry.log_onnx_models(client, library.run_id, models)
+
+
+def _without_credentials(uri: str) -> str:
+    """A tracking URI fit for a manifest: no user name or password."""
+    parts = urlparse(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunparse(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))

@@ -1,0 +1,18 @@
+"""Load a stored library's skills: by name, run id, or the latest."""
+
+from __future__ import annotations
+
+from skillforge.app.locations import local_checkpoint
+from skillforge.skills.library import SkillLibrary
+from skillforge.store import tracking
+
+
+def load_library(
+    reference: str | None = None, tracking_uri: str | None = None, experiment: str | None = None
+) -> SkillLibrary:
+    """Load a library's skills from the store (name, run id, or None for the latest)."""
+    client = tracking.connect(tracking_uri)
+    info = tracking.find_library(reference, tracking_uri, experiment)
+    library = SkillLibrary.from_checkpoint(local_checkpoint(client, info), name=info.name)
+    library.run_id = info.run_id
+    return library

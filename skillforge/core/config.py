@@ -1,0 +1,260 @@
+"""Configuration of the commands: one frozen dataclass each, validated on construction.
+
+This module imports nothing heavy so that the CLI can validate options before loading torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from skillforge.core.errors import ConfigError
+from skillforge.core.names import is_valid_name
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """DIAYN pretraining. Defaults follow Eysenbach et al. 2018 (arXiv 1802.06070)."""
+
+    env_id: str
+    """Gymnasium id of the environment (aliases are resolved before this is built)."""
+    n_skills: int = 20
+    """Number of skills N; p(z) is uniform over them."""
+    total_steps: int = 1_000_000
+    """Environment steps in total, including the random warm-up."""
+    seed: int = 0
+    """Seeds torch, the replay sampler and every episode reset."""
+    hidden: int = 300
+    """Units in each of the two hidden layers of every network."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    lr: float = 3e-4
+    """Adam learning rate of policy, critics, discriminator (and alpha when learned)."""
+    alpha: float | None = 0.1
+    """Entropy coefficient; None learns it towards the target entropy -dim(A)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak rate of the target critics."""
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions."""
+    learning_starts: int = 10_000
+    """Steps of uniformly random actions before the first gradient step."""
+    device: str = "auto"
+    """auto, cpu or cuda."""
+    checkpoint_every: int = 10_000
+    """Steps between checkpoints (one is always written at the end)."""
+    log_every: int = 500
+    """Steps between metric reports to the callbacks (MLflow, progress bar)."""
+    threads: int = 0
+    """torch intra-op threads; 0 uses every core."""
+    name: str = ""
+    """Library name; empty derives one from the env and run."""
+    discriminator_features: str = "all"
+    """What q(z|s) sees: all (the observation), x, xy (the agent's position: DIAYN+prior),
+    or comma-separated observation indices."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "discriminator_features", check_feature_syntax(self.discriminator_features)
+        )
+        _require(self.n_skills >= 2, f"--skills must be at least 2, got {self.n_skills}")
+        _require(self.total_steps >= 1, f"--steps must be positive, got {self.total_steps}")
+        _require(0 <= self.seed < 2**63, f"--seed must be in [0, 2^63), got {self.seed}")
+        _require(1 <= self.hidden <= 8192, f"--hidden must be in [1, 8192], got {self.hidden}")
+        _require(self.batch_size >= 1, f"--batch-size must be positive, got {self.batch_size}")
+        _require(_positive_finite(self.lr), f"--lr must be a positive number, got {self.lr}")
+        _require(
+            self.alpha is None or (math.isfinite(self.alpha) and self.alpha >= 0),
+            f"--alpha must be a non-negative number or 'auto', got {self.alpha}",
+        )
+        _require(0 <= self.gamma < 1, f"--gamma must be in [0, 1), got {self.gamma}")
+        _require(0 < self.tau <= 1, f"--tau must be in (0, 1], got {self.tau}")
+        _require(
+            self.buffer_size >= self.batch_size,
+            f"--buffer-size ({self.buffer_size}) must be at least --batch-size ({self.batch_size})",
+        )
+        _require(
+            self.learning_starts >= 0,
+            f"--learning-starts must be >= 0, got {self.learning_starts}",
+        )
+        _require(
+            self.device in ("auto", "cpu", "cuda"),
+            f"--device must be auto, cpu or cuda, got {self.device!r}",
+        )
+        _require(
+            self.checkpoint_every >= 1,
+            f"--checkpoint-every must be positive, got {self.checkpoint_every}",
+        )
+        _require(self.log_every >= 1, f"log_every must be positive, got {self.log_every}")
+        _require(self.threads >= 0, f"threads must be >= 0, got {self.threads}")
+        _require(
+            self.name == "" or is_valid_name(self.name),
+            f"--name {self.name!r} is not a valid library name: use letters, digits, '.', '_' "
+            "and '-', at most 64 characters, starting with a letter or digit",
+        )
+
+    def to_params(self) -> dict[str, str]:
+        """Flat string params, as logged to MLflow."""
+        params = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        params["alpha"] = "auto" if self.alpha is None else self.alpha
+        return {key: str(value) for key, value in params.items()}
+
+    def to_dict(self) -> dict:
+        """Plain dict of the fields (stored in checkpoints)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> PretrainConfig:
+        """Rebuild from `to_dict`, ignoring unknown keys (forward compatibility)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+    def replace(self, **changes) -> PretrainConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """How a library is evaluated while and after it trains."""
+
+    episodes: int = 5
+    """Deterministic episodes per skill at the end (0: no evaluation)."""
+    every: int = 50_000
+    """Env steps between evaluations during training, without video (0: only at the end)."""
+    video: bool = True
+    """Film every skill at the end (skipped, with a warning, where rendering is unavailable)."""
+
+
+DEFAULT_EVALUATION = EvaluationOptions()
+
+
+NO_EVALUATION = EvaluationOptions(episodes=0, every=0, video=False)
+
+
+DEFAULT_STORE_TIMEOUT = 120.0
+"""Seconds a finished run waits for an unreachable tracking store before giving up."""
+
+
+FEATURE_NAMES = ("all", "x", "xy")
+
+
+def check_feature_syntax(text: str) -> str:
+    """`--discriminator-features` normalised (`all`, `x`, `xy` or sorted unique indices
+    `0,3`), or a ConfigError; `skillforge.rl.features` checks what fits which env."""
+    text = str(text).strip().lower().replace(" ", "")
+    if text in FEATURE_NAMES:
+        return text
+    try:
+        indices = sorted({int(part) for part in text.split(",")})
+    except ValueError:
+        raise ConfigError(
+            f"--discriminator-features must be all, x, xy or comma-separated observation "
+            f"indices, got {text!r}"
+        ) from None
+    _require(indices[0] >= 0, f"--discriminator-features: index {indices[0]} is negative")
+    return ",".join(str(index) for index in indices)
+
+
+def parse_alpha(text: str) -> float | None:
+    """Parse the --alpha option: a non-negative number, or 'auto' (learned)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"--alpha must be a number or 'auto', got {text!r}") from None
+    _require(math.isfinite(value) and value >= 0, f"--alpha must be >= 0 or 'auto', got {text!r}")
+    return value
+
+
+def _positive_finite(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+SKILL_SOURCES = ("registry", "onnx", "checkpoint")
+BASELINE_NAMES = ("best-skill", "random-skills", "sac")
+
+
+@dataclass(frozen=True)
+class HierarchicalConfig:
+    """A meta-controller (Double DQN) choosing among frozen skills every `skill_steps` steps."""
+
+    task: str = ""
+    """Task name or env id; empty uses the library's own env with its real reward."""
+    skill_steps: int = 10
+    """K: env steps a chosen skill runs before the next choice (DIAYN's cheetah task: 10)."""
+    total_steps: int = 100_000
+    """Environment steps (not decisions) in total, for the meta-controller and each baseline."""
+    seed: int = 0
+    """Seeds the network, exploration and every episode reset."""
+    hidden: int = 256
+    """Units in each of the two hidden layers of the Q-network."""
+    batch_size: int = 64
+    """Decisions per gradient step."""
+    lr: float = 3e-4
+    """Adam learning rate."""
+    gamma: float = 0.99
+    """Discount per decision."""
+    tau: float = 0.005
+    """Polyak rate of the target Q-network."""
+    buffer_size: int = 100_000
+    """Replay capacity in decisions."""
+    learning_starts: int = 256
+    """Random decisions before the first gradient step."""
+    epsilon_end: float = 0.05
+    """Final exploration rate (linear decay from 1.0)."""
+    exploration_fraction: float = 0.3
+    """Fraction of the env steps over which epsilon decays."""
+    skills_from: str = "registry"
+    """Where the frozen skills come from: registry, onnx or checkpoint."""
+    baselines: tuple[str, ...] = ()
+    """Any of best-skill, random-skills, sac, run at the same env-step budget."""
+    eval_episodes: int = 5
+    """Greedy episodes to measure the final meta-controller (and each skill for best-skill)."""
+    envs: int = 8
+    """Copies of the task stepped in lockstep: one batched skill call per env step for all."""
+
+    def __post_init__(self) -> None:
+        _require(self.skill_steps >= 1, f"--skill-steps must be >= 1, got {self.skill_steps}")
+        _require(self.total_steps >= 1, f"--steps must be positive, got {self.total_steps}")
+        _require(0 <= self.seed < 2**63, f"--seed must be in [0, 2^63), got {self.seed}")
+        _require(1 <= self.hidden <= 8192, f"hidden must be in [1, 8192], got {self.hidden}")
+        _require(self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}")
+        _require(_positive_finite(self.lr), f"lr must be a positive number, got {self.lr}")
+        _require(0 <= self.gamma < 1, f"gamma must be in [0, 1), got {self.gamma}")
+        _require(0 < self.tau <= 1, f"tau must be in (0, 1], got {self.tau}")
+        _require(self.buffer_size >= self.batch_size, "buffer_size must be >= batch_size")
+        _require(self.learning_starts >= 0, "learning_starts must be >= 0")
+        _require(0 <= self.epsilon_end <= 1, "epsilon_end must be in [0, 1]")
+        _require(0 < self.exploration_fraction <= 1, "exploration_fraction must be in (0, 1]")
+        _require(
+            self.skills_from in SKILL_SOURCES,
+            f"--skills-from must be one of {', '.join(SKILL_SOURCES)}, got {self.skills_from!r}",
+        )
+        unknown = [name for name in self.baselines if name not in BASELINE_NAMES]
+        _require(
+            not unknown,
+            f"unknown baseline {', '.join(unknown)}; choose from {', '.join(BASELINE_NAMES)}",
+        )
+        _require(self.eval_episodes >= 1, f"--eval-episodes must be >= 1, got {self.eval_episodes}")
+        _require(1 <= self.envs <= 256, f"--envs must be in [1, 256], got {self.envs}")
+
+    def to_params(self) -> dict[str, str]:
+        """Flat string params, as logged to MLflow."""
+        params = dataclasses.asdict(self)
+        params["baselines"] = ",".join(self.baselines) or "none"
+        return {key: str(value) for key, value in params.items()}
+
+
+def parse_baselines(text: str) -> tuple[str, ...]:
+    """`best-skill,random-skills,sac` -> a tuple; 'none' or '' -> ()."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    return () if names in ((), ("none",)) else names

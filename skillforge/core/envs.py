@@ -1,0 +1,71 @@
+"""Environments: aliases, construction, and the checks that make an env usable for skills."""
+
+from __future__ import annotations
+
+import difflib
+
+import gymnasium as gym
+import numpy as np
+
+from skillforge.core.errors import EnvError
+
+ALIASES: dict[str, str] = {
+    "hopper": "Hopper-v5",
+    "halfcheetah": "HalfCheetah-v5",
+    "walker2d": "Walker2d-v5",
+    "ant": "Ant-v5",
+    "humanoid": "Humanoid-v5",
+    "bipedalwalker": "BipedalWalker-v3",
+    "mountaincar": "MountainCarContinuous-v0",
+    "pendulum": "Pendulum-v1",
+    "lunarlander": "LunarLanderContinuous-v3",
+}
+
+
+def resolve_env_id(name: str) -> str:
+    """Map an alias or a registered gymnasium id to the id; unknown names raise EnvError."""
+    if name.lower() in ALIASES:
+        return ALIASES[name.lower()]
+    if name in gym.registry:
+        return name
+    close = difflib.get_close_matches(name, list(ALIASES) + list(gym.registry), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise EnvError(
+        f"unknown environment {name!r}{hint} (aliases: {', '.join(ALIASES)}; "
+        "or any registered gymnasium id with a continuous action space)"
+    )
+
+
+def make_env(env_id: str, render_mode: str | None = None, **kwargs) -> gym.Env:
+    """Make a gymnasium env whose action space is a bounded Box and observation a flat Box."""
+    env_id = resolve_env_id(env_id)
+    try:
+        env = gym.make(env_id, render_mode=render_mode, **kwargs)
+    except gym.error.Error as error:
+        raise EnvError(f"cannot make {env_id}: {error}") from None
+    except (ImportError, ModuleNotFoundError) as error:
+        raise EnvError(f"cannot make {env_id}: missing dependency ({error})") from None
+    check_spaces(env_id, env)
+    return env
+
+
+def check_spaces(env_id: str, env: gym.Env) -> None:
+    """Refuse discrete actions, unbounded actions and non-vector observations."""
+    action_space, observation_space = env.action_space, env.observation_space
+    if not isinstance(action_space, gym.spaces.Box):
+        env.close()
+        raise EnvError(
+            f"{env_id} has a {type(action_space).__name__} action space; skillforge needs "
+            f"continuous (Box) actions, e.g. {', '.join(sorted(ALIASES))}"
+        )
+    if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
+        env.close()
+        raise EnvError(f"{env_id} has unbounded actions; skillforge needs finite action bounds")
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+        env.close()
+        raise EnvError(f"{env_id} observations are not a flat vector (Box of rank 1)")
+
+
+def episode_seed(seed: int, episode: int) -> int:
+    """The reset seed of episode `episode`: a pure function, so a resumed run can replay it."""
+    return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])

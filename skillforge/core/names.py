@@ -1,0 +1,15 @@
+"""Names that end up in folder names and registered model names."""
+
+from __future__ import annotations
+
+
+def is_valid_name(name: str) -> bool:
+    """Library names end up in model names and folder names: keep them boring."""
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    return 0 < len(name) <= 64 and name[0].isalnum() and set(name) <= allowed and ".." not in name
+
+
+def skill_model_name(library: str, skill: int) -> str:
+    """Registered model name of one skill. The library is part of the name because skill
+    indices of two libraries are unrelated: `hopper-20sk-ab12cd.skill-03`."""
+    return f"{library}.skill-{skill:02d}"

@@ -1,0 +1,135 @@
+"""The MLflow Model Registry: every skill of a library as its own registered model
+(`<library>.skill-NN`), self-describing tags, and ONNX exports logged as models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from skillforge.core.names import skill_model_name
+from skillforge.skills.library import library_tags
+from skillforge.store.tracking import LibraryInfo, connect
+
+
+def register_skills(
+    client, library, run_id: str, example_obs, step: int | None = None, on_skill=None
+) -> list[str]:
+    """Log every skill of `library` to the active run `run_id` as a deterministic PyTorch model
+    (observation in, action out; pickle-free pt2 format with a dynamic batch dimension)
+    and register it as `skill_model_name(library, k)`. Returns the registered model URIs.
+
+    Idempotent and resumable: a skill that already has a version from this run at this
+    training `step` (version tags `run_id` and `step`) is not registered again, so a
+    registration cut short by a kill is completed by calling this again.
+    """
+    import mlflow
+    import numpy as np
+    import torch
+    from mlflow.models import infer_signature
+
+    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]
+    example = np.asarray(example_obs, dtype=np.float32)
+    base_tags = library_tags(library, run_id)
+    if step is not None:
+        base_tags["step"] = str(step)
+    names = []
+    for skill in range(library.n_skills):
+        name = skill_model_name(library.name, skill)
+        tags = {**base_tags, "skill": str(skill)}
+        version = _registered_version(client, name, run_id, tags.get("step"))
+        if version is None:
+            module = library.skill(skill)
+            with torch.no_grad():
+                actions = module(torch.from_numpy(example)).numpy()
+            info = mlflow.pytorch.log_model(
+                module,
+                name=f"skill-{skill:02d}",
+                serialization_format="pt2",
+                signature=infer_signature(example, actions),
+                input_example=example,
+                pip_requirements=requirements,
+            )
+            version = mlflow.register_model(info.model_uri, name, tags=tags).version
+        client.update_registered_model(  # again on a retry: a kill may have come before
+            name,
+            description=(
+                f"Skill {skill} of {library.n_skills} of library {library.name} "
+                f"({library.spec.env_id}, run {run_id}). Deterministic: observation in, "
+                "action out. Skill indices of different libraries are unrelated."
+            ),
+        )
+        for key, value in tags.items():
+            client.set_registered_model_tag(name, key, value)
+        names.append(f"models:/{name}/{version}")
+        if on_skill is not None:
+            on_skill(skill)
+    return names
+
+
+def _registered_version(client, name: str, run_id: str, step: str | None) -> str | None:
+    """The version of model `name` registered from run `run_id` at `step`, if any."""
+    for version in client.search_model_versions(f"name = '{name}'"):
+        tags = version.tags or {}
+        if tags.get("run_id") == run_id and (step is None or tags.get("step") == step):
+            return str(version.version)
+    return None
+
+
+@dataclass(frozen=True)
+class SkillInfo:
+    """One registered skill of a library."""
+
+    index: int
+    model_uri: str
+    eval_return: float | None
+
+
+def library_skills(info: LibraryInfo, tracking_uri: str | None = None) -> list[SkillInfo]:
+    """The skills of a library: registered model URI and evaluated return, skill by skill."""
+    client = connect(tracking_uri)
+    metrics = client.get_run(info.run_id).data.metrics
+    skills = []
+    for index in range(info.n_skills):
+        name = skill_model_name(info.name, index)
+        versions = client.search_model_versions(f"name = '{name}'")
+        uri = f"models:/{name}/{max(int(v.version) for v in versions)}" if versions else ""
+        skills.append(SkillInfo(index, uri, metrics.get(f"eval/return/skill_{index:02d}")))
+    return skills
+
+
+def log_onnx_models(
+    client, run_id: str, models: list[tuple[str, str, object, object]]
+) -> list[str]:
+    """Log ONNX files to run `run_id` as ONNX-flavour models under `onnx/<name>`, each
+    loadable with `mlflow.pyfunc.load_model`. `models` holds (name, path, example input,
+    example output); the input is an array, or a dict of arrays for a multi-input model.
+    The run's status is left as it is. Returns the model URIs (`runs:/<run_id>/onnx/<name>`)."""
+    import tempfile
+
+    import mlflow.onnx
+    import numpy as np
+    import onnx
+    import onnxruntime
+    from mlflow.models import infer_signature
+
+    requirements = [
+        f"onnx=={onnx.__version__}",
+        f"onnxruntime=={onnxruntime.__version__}",
+        f"numpy=={np.__version__}",
+    ]
+    uris = []
+    with tempfile.TemporaryDirectory(prefix="skillforge-onnx-") as folder:
+        for name, path, example_input, example_output in models:
+            model = onnx.load(path)
+            local = Path(folder) / name
+            mlflow.onnx.save_model(
+                model,
+                str(local),
+                signature=infer_signature(example_input, example_output),
+                pip_requirements=requirements,
+                metadata={prop.key: prop.value for prop in model.metadata_props},
+                save_as_external_data=False,
+            )
+            client.log_artifacts(run_id, str(local), f"onnx/{name}")
+            uris.append(f"runs:/{run_id}/onnx/{name}")
+    return uris
