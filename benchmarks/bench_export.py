@@ -25,7 +25,7 @@ import numpy as np
 import onnxruntime
 import torch
 
-from skillforge.app.pretrain import load_library
+from skillforge.app.load import load_library
 from skillforge.core.envs import make_env, resolve_env_id
 from skillforge.export.writer import export_library
 from skillforge.rl.spec import LibrarySpec

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from skillforge.evaluation.evaluate import rollout_skills
 
 from skillforge.core.config import PretrainConfig
 from skillforge.core.envs import make_env
+from skillforge.evaluation.rollouts import rollout_skills
 from skillforge.reuse.skill_actions import SkillActionEnvs, run_skill_policy
 from skillforge.rl.diayn import DIAYN
 from skillforge.rl.spec import LibrarySpec

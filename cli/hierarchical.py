@@ -67,23 +67,11 @@ def hierarchical(
     if task:
         task_env_id(task)  # refuse an unknown task before loading torch and mlflow
 
-    from cli.progress import TrainingProgress, return_summary
+    from cli.progress import phase_bars
     from skillforge.app.hierarchical import train_hierarchical
 
-    labels = {"meta": "meta-controller", "random-skills": "random skills", "sac": "SAC"}
-    bars: list[TrainingProgress] = []
-
-    def progress_for(phase: str, total: int):
-        bar = TrainingProgress(labels.get(phase, phase), return_summary, end_message="")
-        bar.__enter__()
-        bars.append(bar)
-        return [bar]
-
-    try:
+    with phase_bars() as progress_for:
         result = train_hierarchical(library, config, tracking_uri, progress_for)
-    finally:
-        for bar in bars:
-            bar.__exit__(None, None, None)
     typer.echo(f"Meta-controller on {result.task}: run {result.run_id}")
     typer.echo(f"  registered  {result.model_uri}")
     typer.echo(f"  skills frozen (parameter hash unchanged): {result.skills_frozen}")

@@ -1,4 +1,4 @@
-"""`skillforge library list|show`."""
+"""`skillforge library list|show|compare|register|save|import`."""
 
 from __future__ import annotations
 
@@ -126,4 +126,45 @@ def library_register(
 
     with echoed_warnings():
         result = pipeline.register(library, tracking_uri, store_timeout=store_timeout)
+    print_result(result)
+
+
+@library_app.command("save")
+def library_save(
+    library: Annotated[str, typer.Argument(help="Library name, run id, or 'latest'.")],
+    out: Annotated[
+        str, typer.Option("--out", "-o", help="The library file to write (e.g. hopper.pt).")
+    ],
+    force: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Write a finished library to one small weights-only file (no replay buffer), to ship
+    or share; `skillforge library import FILE` registers it in another store."""
+    from skillforge.app.library_file import save_library
+
+    path = save_library(library, out, tracking_uri, force)
+    typer.echo(f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+@library_app.command("import")
+def library_import(
+    file: Annotated[str, typer.Argument(help="A library file written by `library save`.")],
+    name: Annotated[
+        str | None,
+        typer.Option(help="Library name in this store. Default: the file's.", show_default=False),
+    ] = None,
+    checkpoint_dir: Annotated[
+        str, typer.Option(help="Folder of checkpoints (one subfolder per library).")
+    ] = "checkpoints",
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Register a library file in the store as a finished library: evaluated, every skill
+    registered, like a pretrained one."""
+    from cli.pretrain import echoed_warnings, print_result
+    from skillforge.app.library_file import import_library
+
+    with echoed_warnings():
+        result = import_library(
+            file, name=name, tracking_uri=tracking_uri, checkpoint_dir=checkpoint_dir
+        )
     print_result(result)

@@ -1,6 +1,14 @@
 """`skillforge` console script: the app with every command registered."""
 
-from cli import evaluate, export, hierarchical, library, pretrain, ui  # noqa: F401  (importing a command module registers it)
+from cli import (  # noqa: F401  (importing a command module registers it)
+    evaluate,
+    export,
+    finetune,
+    hierarchical,
+    library,
+    pretrain,
+    ui,
+)
 from cli.app import app
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -140,3 +141,30 @@ def _clock(seconds: float) -> str:
         return "-:--:--"
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+PHASE_LABELS = {
+    "meta": "meta-controller",
+    "random-skills": "random skills",
+    "sac": "SAC",
+    "finetune": "fine-tuning",
+}
+
+
+@contextlib.contextmanager
+def phase_bars():
+    """A progress bar per phase of a downstream command: yields `progress_for(phase, total)`,
+    which opens the phase's bar and returns it as its callbacks; every bar is closed after."""
+    bars: list[TrainingProgress] = []
+
+    def progress_for(phase: str, total: int) -> list[TrainingProgress]:
+        bar = TrainingProgress(PHASE_LABELS.get(phase, phase), return_summary, end_message="")
+        bar.__enter__()
+        bars.append(bar)
+        return [bar]
+
+    try:
+        yield progress_for
+    finally:
+        for bar in bars:
+            bar.__exit__(None, None, None)

@@ -22,9 +22,10 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from cli.main import app
+from skillforge.app import locations
 from skillforge.app import pretrain as pipeline
 from skillforge.core.config import NO_EVALUATION
-from skillforge.core.errors import CheckpointError, TrainingDiverged
+from skillforge.core.errors import CheckpointError, ConfigError, TrainingDiverged
 from skillforge.rl import checkpoint as checkpoint_module
 from skillforge.rl import diayn, loop
 from skillforge.rl.checkpoint import CheckpointWriteError, load_checkpoint
@@ -369,13 +370,13 @@ def test_a_store_cannot_send_a_checkpoint_outside_its_library_folder(finished, t
 
 
 def test_library_names_cannot_leave_the_checkpoint_folder(tmp_path):
-    root = pipeline.checkpoint_root(tmp_path / "ck")
+    root = locations.checkpoint_root(tmp_path / "ck")
     (tmp_path / "outside").mkdir()
     (root / "linked").symlink_to(tmp_path / "outside")  # a folder that points elsewhere
     for name in ("../../x", "..", "a/b", "/abs", "linked", "", "x" * 65, "a\x00b"):
-        with pytest.raises(pipeline.ConfigError):
-            pipeline.checkpoint_path_for(root, name)
-    assert pipeline.checkpoint_path_for(root, "ok-name").parent.parent == root
+        with pytest.raises(ConfigError):
+            locations.checkpoint_path_for(root, name)
+    assert locations.checkpoint_path_for(root, "ok-name").parent.parent == root
 
 
 # -- the metric journal ----------------------------------------------------------------------

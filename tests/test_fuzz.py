@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cli.main import app
+from skillforge.app import locations
 from skillforge.app import pretrain as pipeline
 from skillforge.core.errors import ConfigError, SkillforgeError
 from skillforge.core.names import is_valid_name
@@ -381,9 +382,9 @@ def test_servers_bind_to_loopback_unless_told_otherwise():
 @settings(max_examples=300, deadline=None, database=None)
 @given(st.text(max_size=80))
 def test_any_name_is_refused_or_stays_inside_the_checkpoint_folder(tmp_path_factory, name):
-    root = pipeline.checkpoint_root(tmp_path_factory.getbasetemp() / "names")
+    root = locations.checkpoint_root(tmp_path_factory.getbasetemp() / "names")
     try:
-        path = pipeline.checkpoint_path_for(root, name)
+        path = locations.checkpoint_path_for(root, name)
     except ConfigError:
         assert not is_valid_name(name) or "/" in name
         return

@@ -18,6 +18,7 @@ from skillforge.core.errors import ConfigError, EnvError
 from skillforge.reuse import baselines
 from skillforge.reuse.meta_controller import reward_scale_for, train_meta_controller
 from skillforge.reuse.skill_actions import SkillActionEnvs, SkillActionWrapper, run_skill_policy
+from skillforge.reuse.task_sac import TaskSACSettings, scratch_agent, train_task_sac
 from skillforge.reuse.tasks import HURDLE_HEIGHT, HURDLE_SPACING, WAYPOINTS, make_task
 from skillforge.skills.sources import LibrarySkills, OnnxSkills, RegistrySkills
 
@@ -211,7 +212,8 @@ def test_baselines_at_the_same_budget(library):
     # two lanes in lockstep, counted one after the other: four episodes by 800 steps; the
     # two started then are cut at 1,000
     assert len(returns) == 4 and reported == [390, 400, 790, 800]
-    sac_returns = baselines.sac_from_scratch(gym.make("Pendulum-v1"), 400, 32, seed=0)
+    env, settings = gym.make("Pendulum-v1"), TaskSACSettings(hidden=32, batch_size=32)
+    sac_returns = train_task_sac(scratch_agent(env, settings), env, 400, 0, settings)
     assert len(sac_returns) == 2
 
 

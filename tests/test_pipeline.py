@@ -7,6 +7,7 @@ from helpers import tiny_config
 from mlflow.tracking import MlflowClient
 
 from skillforge.app import pretrain as pipeline
+from skillforge.app.load import load_library
 from skillforge.core.errors import ConfigError, LibraryNotFound
 from skillforge.store import tracking
 
@@ -71,7 +72,7 @@ def test_library_listing_and_lookup(finished, store):
     assert tracking.find_library("latest", store).run_id == finished.run_id
     with pytest.raises(LibraryNotFound, match="pend-a"):
         tracking.find_library("nope", store)
-    loaded = pipeline.load_library("pend-a", store)
+    loaded = load_library("pend-a", store)
     obs = np.zeros((2, 3), dtype=np.float32)
     np.testing.assert_array_equal(loaded.act(obs, 1), finished.library.act(obs, 1))
 

@@ -8,11 +8,19 @@ from skillforge.store import tracking
 
 
 def load_library(
-    reference: str | None = None, tracking_uri: str | None = None, experiment: str | None = None
+    reference: str | None = None,
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    *,
+    client=None,
+    info: tracking.LibraryInfo | None = None,
 ) -> SkillLibrary:
-    """Load a library's skills from the store (name, run id, or None for the latest)."""
-    client = tracking.connect(tracking_uri)
-    info = tracking.find_library(reference, tracking_uri, experiment)
+    """Load a library's skills from the store (name, run id, or None for the latest).
+
+    A caller that already holds the store's `client` and the library's `info` passes them
+    (no second connection, no second lookup)."""
+    client = client or tracking.connect(tracking_uri)
+    info = info or tracking.find_library(reference, tracking_uri, experiment)
     library = SkillLibrary.from_checkpoint(local_checkpoint(client, info), name=info.name)
     library.run_id = info.run_id
     return library

@@ -46,7 +46,7 @@ from skillforge.core.errors import (
     TrainingInterrupted,
 )
 from skillforge.core.versions import package_versions
-from skillforge.rl.checkpoint import CheckpointWriteError, remove_stale_temp_files
+from skillforge.rl.checkpoint import LIBRARY_FILE, CheckpointWriteError, remove_stale_temp_files
 from skillforge.rl.spec import LibrarySpec
 from skillforge.skills.library import SkillLibrary
 from skillforge.store import tracking
@@ -75,6 +75,20 @@ def pretrain(
     if config.name:
         tracking.refuse_taken_name(client, config.name)
         refuse_leftover_checkpoint(checkpoint_path_for(root, config.name))
+    job = start_library_run(client, config, experiment, root, evaluation, store_timeout)
+    return _run(job, callbacks, state=None, sent_step=-1)
+
+
+def start_library_run(
+    client,
+    config: PretrainConfig,
+    experiment: str,
+    root: Path,
+    evaluation: EvaluationOptions,
+    store_timeout: float,
+) -> LibraryRun:
+    """Create a library's MLflow run with everything `--resume` needs (tags, params), its
+    checkpoint at `root/<name>/checkpoint.pt`; the default name comes from the run id."""
     experiment_id = tracking.ensure_experiment(client, experiment)
     tags = {
         tracking.TAG_KIND: "library",
@@ -96,8 +110,7 @@ def pretrain(
         set_library_location(client, run_id, config, checkpoint_path_for(root, config.name))
     checkpoint_path = str(checkpoint_path_for(root, config.name))
     tracking.log_params(client, run_id, {**config.to_params(), **_run_versions()})
-    job = LibraryRun(client, run_id, config, checkpoint_path, evaluation, store_timeout)
-    return _run(job, callbacks, state=None, sent_step=-1)
+    return LibraryRun(client, run_id, config, checkpoint_path, evaluation, store_timeout)
 
 
 def resume(
@@ -139,6 +152,11 @@ def resume(
     if total_steps is not None:
         config = config.replace(total_steps=total_steps)
     step = int(state["step"]) if state is not None else 0
+    if state is not None and state.get("kind") == LIBRARY_FILE and step < config.total_steps:
+        raise ConfigError(
+            f"library {config.name} was imported from a library file (weights only, no replay "
+            "buffer or optimiser): it cannot be trained further"
+        )
     status = run.data.tags.get(tracking.TAG_STATUS, "")
     sent_step = int(run.data.tags.get(tracking.TAG_STEP, -1) or -1)
     if step >= config.total_steps:
@@ -146,7 +164,7 @@ def resume(
             job = LibraryRun(
                 client, run.info.run_id, config, checkpoint_path, evaluation, store_timeout
             )
-            return _complete(job, state, sent_step)
+            return complete_from_state(job, state, sent_step)
         raise ConfigError(
             f"library {config.name} already ran {step:,} of its "
             f"{config.total_steps:,} steps; pass a larger --steps to continue it"
@@ -191,7 +209,7 @@ def register(
         )
     sent_step = int(run.data.tags.get(tracking.TAG_STEP, -1) or -1)
     job = LibraryRun(client, info.run_id, config, checkpoint_path, evaluation, store_timeout)
-    return _complete(job, state, sent_step)
+    return complete_from_state(job, state, sent_step)
 
 
 def _run(job: LibraryRun, callbacks, state: dict | None, sent_step: int) -> PretrainResult:
@@ -241,7 +259,7 @@ def _run(job: LibraryRun, callbacks, state: dict | None, sent_step: int) -> Pret
     return complete_library(job, tracker, library, result.step)
 
 
-def _complete(job: LibraryRun, state: dict, sent_step: int) -> PretrainResult:
+def complete_from_state(job: LibraryRun, state: dict, sent_step: int) -> PretrainResult:
     """Complete a library whose training finished, from its final checkpoint `state`."""
     spec = LibrarySpec.from_dict(state["spec"])
     try:

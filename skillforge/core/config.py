@@ -254,6 +254,58 @@ class HierarchicalConfig:
         return {key: str(value) for key, value in params.items()}
 
 
+FINETUNE_BASELINES = ("sac",)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """SAC on a task's real reward starting from one frozen skill (DIAYN section 4.2.1)."""
+
+    task: str = ""
+    """Task name or env id; empty uses the library's own env with its real reward."""
+    skill: str = "best"
+    """The skill to start from: an index, or best (highest held-out return on the task)."""
+    total_steps: int = 100_000
+    """Environment steps of fine-tuning (and of each baseline)."""
+    seed: int = 0
+    """Seeds the networks, exploration and every episode reset."""
+    batch_size: int = 256
+    """Transitions per gradient step (fine-tuning and SAC from scratch alike)."""
+    lr: float = 3e-4
+    """Adam learning rate."""
+    learning_starts: int = 10_000
+    """Random steps before SAC from scratch learns; critic-only updates of fine-tuning."""
+    baselines: tuple[str, ...] = ()
+    """sac: SAC from scratch with the same networks and settings, at the same budget."""
+    eval_episodes: int = 5
+    """Greedy held-out episodes for the final returns (the same for every method)."""
+
+    def __post_init__(self) -> None:
+        skill = str(self.skill).strip().lower()
+        _require(
+            skill == "best" or (skill.isdigit() and int(skill) < 10_000),
+            f"--skill must be a skill index or 'best', got {self.skill!r}",
+        )
+        object.__setattr__(self, "skill", skill)
+        _require(self.total_steps >= 1, f"--steps must be positive, got {self.total_steps}")
+        _require(0 <= self.seed < 2**63, f"--seed must be in [0, 2^63), got {self.seed}")
+        _require(self.batch_size >= 1, f"--batch-size must be positive, got {self.batch_size}")
+        _require(_positive_finite(self.lr), f"--lr must be a positive number, got {self.lr}")
+        _require(self.learning_starts >= 0, "--learning-starts must be >= 0")
+        unknown = [name for name in self.baselines if name not in FINETUNE_BASELINES]
+        _require(
+            not unknown,
+            f"unknown baseline {', '.join(unknown)}; choose from {', '.join(FINETUNE_BASELINES)}",
+        )
+        _require(self.eval_episodes >= 1, f"--eval-episodes must be >= 1, got {self.eval_episodes}")
+
+    def to_params(self) -> dict[str, str]:
+        """Flat string params, as logged to MLflow."""
+        params = dataclasses.asdict(self)
+        params["baselines"] = ",".join(self.baselines) or "none"
+        return {key: str(value) for key, value in params.items()}
+
+
 def parse_baselines(text: str) -> tuple[str, ...]:
     """`best-skill,random-skills,sac` -> a tuple; 'none' or '' -> ()."""
     names = tuple(name.strip() for name in text.split(",") if name.strip())

@@ -66,6 +66,11 @@ def check_spaces(env_id: str, env: gym.Env) -> None:
         raise EnvError(f"{env_id} observations are not a flat vector (Box of rank 1)")
 
 
+EVAL_SEED_OFFSET = 1_000_003
+"""Held-out (evaluation) episodes start from `episode_seed(seed + EVAL_SEED_OFFSET, j)`:
+seeds no training episode uses, the same for every method that is compared."""
+
+
 def episode_seed(seed: int, episode: int) -> int:
     """The reset seed of episode `episode`: a pure function, so a resumed run can replay it."""
     return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])

@@ -9,14 +9,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from skillforge.core.envs import episode_seed, make_env
+from skillforge.core.envs import EVAL_SEED_OFFSET, episode_seed, make_env
 from skillforge.core.positions import PositionProbe, position_probe
 from skillforge.evaluation.measures import coverage_bins
 from skillforge.rl.features import FeatureReader, feature_reader
 from skillforge.skills.library import SkillLibrary
-
-EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never reuse a training episode's seed
-
 
 RANDOM_POLICY_STREAM = 7  # the random baseline's action generator: its own stream of the seed
 

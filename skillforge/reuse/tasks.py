@@ -9,13 +9,23 @@ append task information (waypoints, hurdles) for the meta-controller.
   centre-of-mass x-y, offset to the next waypoint, waypoints reached.
 - `halfcheetah-hurdle`: on HalfCheetah-v5 with boxes 0.25 m high every 3 m; reward is
   forward progress, dx/dt of the torso. Extra observation: distance to the next hurdle.
+- `halfcheetah-goal`: on HalfCheetah-v5, reach x = +10 m or x = -10 m, the side drawn per
+  episode; reward +1 once, when the torso gets there (the episode then ends), else 0 for
+  the 1,000 steps. Sparse and long: random torques move the cheetah 10 m in under one
+  episode in ten (measured: 0 of 10; 5 m in 4 of 10). Extra
+  observation: the goal's side (+1 or -1) and the signed distance to the goal.
+
+The named tasks are also registered with gymnasium (`gymnasium.make("skillforge/
+HalfCheetahGoal-v0")` after `import skillforge.reuse.tasks`), so other libraries can use them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -26,18 +36,25 @@ from skillforge.core.errors import EnvError
 WAYPOINTS = np.array([(2.0, 2.0), (2.0, -2.0), (-2.0, -2.0), (-2.0, 2.0), (2.0, 2.0)])
 WAYPOINT_RADIUS = 0.5
 HURDLE_SPACING, HURDLE_HEIGHT, HURDLE_COUNT = 3.0, 0.25, 40
+GOAL_DISTANCE = 10.0
 
 
-class AntNavigation(gym.Wrapper):
+def _extended_space(space: gym.spaces.Box, extra: int) -> gym.spaces.Box:
+    """The env's observation space with `extra` unbounded entries appended."""
+    low = np.concatenate([space.low, np.full(extra, -np.inf)])
+    high = np.concatenate([space.high, np.full(extra, np.inf)])
+    return gym.spaces.Box(low, high, dtype=np.float64)
+
+
+class AntNavigation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """+1 for each waypoint reached in order; the episode ends after the fifth."""
 
     EXTRA = 5
 
     def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        low = np.concatenate([env.observation_space.low, np.full(self.EXTRA, -np.inf)])
-        high = np.concatenate([env.observation_space.high, np.full(self.EXTRA, np.inf)])
-        self.observation_space = gym.spaces.Box(low, high, dtype=np.float64)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+        self.observation_space = _extended_space(env.observation_space, self.EXTRA)
         self.reached = 0
 
     def centre_of_mass(self) -> np.ndarray:
@@ -70,14 +87,13 @@ class AntNavigation(gym.Wrapper):
         return self._observe(obs), reward, terminated, truncated, info
 
 
-class HalfCheetahHurdle(gym.Wrapper):
+class HalfCheetahHurdle(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Reward = forward progress dx/dt; the model has hurdles every 3 m."""
 
     def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        low = np.append(env.observation_space.low, -np.inf)
-        high = np.append(env.observation_space.high, np.inf)
-        self.observation_space = gym.spaces.Box(low, high, dtype=np.float64)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+        self.observation_space = _extended_space(env.observation_space, 1)
 
     def x(self) -> float:
         return float(self.env.unwrapped.data.qpos[0])
@@ -97,6 +113,36 @@ class HalfCheetahHurdle(gym.Wrapper):
         return self._observe(obs), reward, terminated, truncated, info
 
 
+class HalfCheetahGoal(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """+1 once when the torso reaches x = side * 10 m (side +1 or -1, drawn at each reset from
+    the reset's seed); the episode then ends."""
+
+    def __init__(self, env: gym.Env, distance: float = GOAL_DISTANCE) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, distance=distance)
+        gym.Wrapper.__init__(self, env)
+        self.observation_space = _extended_space(env.observation_space, 2)
+        self.distance = distance
+        self.side = 1.0
+
+    def x(self) -> float:
+        return float(self.env.unwrapped.data.qpos[0])
+
+    def _observe(self, obs: np.ndarray) -> np.ndarray:
+        return np.append(obs, [self.side, self.side * self.distance - self.x()])
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.side = 1.0 if self.env.unwrapped.np_random.random() < 0.5 else -1.0
+        info["goal_side"] = self.side
+        return self._observe(obs), info
+
+    def step(self, action):
+        obs, _, terminated, truncated, info = self.env.step(action)
+        reached = self.side * self.x() >= self.distance
+        info["goal_side"], info["goal_reached"] = self.side, reached
+        return self._observe(obs), float(reached), terminated or reached, truncated, info
+
+
 def hurdle_xml() -> str:
     """HalfCheetah's model (MJCF text) with hurdles added to the world."""
     import gymnasium.envs.mujoco as mujoco_envs
@@ -113,19 +159,39 @@ def hurdle_xml() -> str:
     return re.sub(r"(<worldbody>)", r"\1" + hurdles, xml, count=1)
 
 
-def _halfcheetah_hurdle() -> HalfCheetahHurdle:
-    with tempfile.NamedTemporaryFile("w", suffix=".xml", delete=False) as handle:
-        handle.write(hurdle_xml())
-    try:
-        return HalfCheetahHurdle(make_env("HalfCheetah-v5", xml_file=handle.name))
-    finally:
-        os.unlink(handle.name)
+def hurdle_model_file() -> Path:
+    """The hurdle model as a file MuJoCo can load, written once per content (its name holds
+    a hash) and never deleted: an env made from it can be made again from its spec."""
+    xml = hurdle_xml()
+    digest = hashlib.sha256(xml.encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"skillforge-half-cheetah-hurdles-{digest}.xml"
+    if not path.is_file():
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+            f.write(xml)
+        os.replace(f.name, path)  # atomic: a concurrent maker sees the whole file or none
+    return path
 
 
-TASKS = {
-    "ant-navigation": ("Ant-v5", lambda: AntNavigation(make_env("Ant-v5"))),
-    "halfcheetah-hurdle": ("HalfCheetah-v5", _halfcheetah_hurdle),
+def ant_navigation() -> AntNavigation:
+    return AntNavigation(make_env("Ant-v5"))
+
+
+def halfcheetah_hurdle() -> HalfCheetahHurdle:
+    return HalfCheetahHurdle(make_env("HalfCheetah-v5", xml_file=str(hurdle_model_file())))
+
+
+def halfcheetah_goal(distance: float = GOAL_DISTANCE) -> HalfCheetahGoal:
+    return HalfCheetahGoal(make_env("HalfCheetah-v5"), distance)
+
+
+TASKS = {  # name: (env of the skills, maker, gymnasium id)
+    "ant-navigation": ("Ant-v5", ant_navigation, "skillforge/AntNavigation-v0"),
+    "halfcheetah-hurdle": ("HalfCheetah-v5", halfcheetah_hurdle, "skillforge/HalfCheetahHurdle-v0"),
+    "halfcheetah-goal": ("HalfCheetah-v5", halfcheetah_goal, "skillforge/HalfCheetahGoal-v0"),
 }
+for _, maker, gym_id in TASKS.values():
+    if gym_id not in gym.registry:
+        gym.register(gym_id, entry_point=maker, disable_env_checker=True)
 
 
 def task_env_id(task: str) -> str:

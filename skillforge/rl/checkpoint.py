@@ -15,6 +15,8 @@ from skillforge.core.errors import CheckpointError, first_line
 
 FORMAT = "skillforge-checkpoint"
 FORMAT_VERSION = 1
+LIBRARY_FILE = "library-file"
+"""The `kind` of a weights-only library file (no replay buffer, optimiser or generators)."""
 
 
 class CheckpointWriteError(CheckpointError, OSError):

@@ -133,3 +133,26 @@ def log_onnx_models(
             client.log_artifacts(run_id, str(local), f"onnx/{name}")
             uris.append(f"runs:/{run_id}/onnx/{name}")
     return uris
+
+
+def register_module(module, example_input, name: str, artifact: str, tags: dict[str, str]) -> str:
+    """Log a PyTorch module (float32 input with a dynamic batch, pickle-free pt2) to the
+    active run as `artifact`, register it as `name` with `tags`; returns its model URI."""
+    import mlflow
+    import numpy as np
+    import torch
+    from mlflow.models import infer_signature
+
+    example = np.asarray(example_input, dtype=np.float32)
+    with torch.no_grad():
+        output = module(torch.from_numpy(example)).numpy()
+    info = mlflow.pytorch.log_model(
+        module,
+        name=artifact,
+        serialization_format="pt2",
+        signature=infer_signature(example, output),
+        input_example=example,
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"],
+    )
+    version = mlflow.register_model(info.model_uri, name, tags=tags)
+    return f"models:/{name}/{version.version}"

@@ -1,0 +1,256 @@
+"""Reuse benchmark: do skill libraries pay off downstream?
+
+    python benchmarks/bench_reuse.py [--store DIR] [--seeds 0,1,2] [--tasks a,b] [--jobs 2]
+
+For every task, a library of its environment is pretrained once (or taken from the store,
+or imported from the library files shipped in `exports/libraries/`), then, for each seed and
+at the same env-step budget:
+
+- `skillforge hierarchical` (meta-controller over the frozen skills; baselines best-skill
+  and random-skills), and
+- `skillforge finetune` (SAC starting from the best skill; baseline SAC from scratch with
+  the same networks and settings).
+
+Every final return is greedy, on the same held-out episodes run to their end. Results go
+to `benchmarks/results/reuse.json` (`{"tasks": [{"task", "library", "env_steps",
+"pretrain_steps", "returns": {method: [one final return per seed]}}]}`) and a plot
+`benchmarks/results/reuse.png`. Each (task, seed, command) is recorded as it finishes in
+`<store>/reuse.partial.json`, so an interrupted benchmark continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+SHIPPED = Path(__file__).parent.parent / "exports" / "libraries"
+METHODS = ("meta-controller", "finetune", "best-skill", "random-skills", "sac")
+
+
+@dataclass(frozen=True)
+class Library:
+    """A library the benchmark pretrains (small networks: this is a 2-core CPU budget)."""
+
+    name: str
+    env: str
+    skills: int
+    steps: int
+    features: str = "all"
+    hidden: int = 128
+    batch_size: int = 128
+    learning_starts: int = 5_000
+
+
+@dataclass(frozen=True)
+class Task:
+    """A downstream task, the library it reuses, its env-step budget and K."""
+
+    name: str
+    library: Library
+    env_steps: int
+    skill_steps: int
+
+
+HALFCHEETAH_X = Library("halfcheetah-x", "HalfCheetah-v5", 10, 100_000, features="x")
+MOUNTAINCAR = Library("mountaincar", "MountainCarContinuous-v0", 10, 60_000)
+TASKS = {
+    task.name: task
+    for task in (
+        Task("halfcheetah-goal", HALFCHEETAH_X, 50_000, 50),
+        Task("HalfCheetah-v5", HALFCHEETAH_X, 30_000, 10),
+        Task("MountainCarContinuous-v0", MOUNTAINCAR, 30_000, 50),
+    )
+}
+
+
+def ensure_library(library: Library, store: str) -> None:
+    """The library in the store: already there, imported from its shipped file, or trained."""
+    from skillforge import PretrainConfig, SkillforgeError, pretrain
+    from skillforge.core.config import EvaluationOptions
+    from skillforge.store.tracking import find_library
+
+    try:
+        if find_library(library.name, store).status == "finished":
+            return
+    except SkillforgeError:
+        pass
+    shipped = SHIPPED / f"{library.name}.pt"
+    if shipped.is_file():
+        from skillforge.app.library_file import import_library
+
+        import_library(shipped, tracking_uri=store)
+        return
+    config = PretrainConfig(
+        env_id=library.env,
+        n_skills=library.skills,
+        total_steps=library.steps,
+        hidden=library.hidden,
+        batch_size=library.batch_size,
+        learning_starts=library.learning_starts,
+        discriminator_features=library.features,
+        threads=1,
+        name=library.name,
+    )
+    print(f"pretraining {library.name} ({library.steps:,} steps)...", flush=True)
+    pretrain(config, store, evaluation=EvaluationOptions(episodes=5, every=0, video=False))
+
+
+def run_job(job: tuple[str, str, int, str]) -> dict:
+    """One (task, command, seed) in its own process with one torch thread."""
+    import torch
+
+    torch.set_num_threads(1)
+    task_name, command, seed, store = job
+    task = TASKS[task_name]
+    started = time.perf_counter()
+    if command == "hierarchical":
+        from skillforge import HierarchicalConfig, train_hierarchical
+
+        config = HierarchicalConfig(
+            task=task.name,
+            skill_steps=task.skill_steps,
+            total_steps=task.env_steps,
+            seed=seed,
+            skills_from="checkpoint",
+            baselines=("best-skill", "random-skills"),
+        )
+        final = train_hierarchical(task.library.name, config, store).final_returns
+    else:
+        from skillforge.app.finetune import finetune
+        from skillforge.core.config import FinetuneConfig
+
+        config = FinetuneConfig(
+            task=task.name,
+            total_steps=task.env_steps,
+            seed=seed,
+            batch_size=task.library.batch_size,
+            learning_starts=min(10_000, task.env_steps // 10),
+            baselines=("sac",),
+        )
+        final = finetune(task.library.name, config, store).final_returns
+        final = {name: final[name] for name in ("finetune", "sac")}
+    minutes = (time.perf_counter() - started) / 60
+    print(f"{task_name} seed {seed} {command}: {final} ({minutes:.1f} min)", flush=True)
+    return {"task": task_name, "command": command, "seed": seed, "returns": final}
+
+
+def summarise(done: list[dict], seeds: list[int], tasks: list[str]) -> dict:
+    """reuse.json: per task, one final return per seed for every method."""
+    entries = []
+    for name in tasks:
+        task = TASKS[name]
+        returns: dict[str, list[float]] = {}
+        for method in METHODS:
+            values = [
+                record["returns"][method]
+                for seed in seeds
+                for record in done
+                if record["task"] == name and record["seed"] == seed and method in record["returns"]
+            ]
+            if values:
+                returns[method] = values
+        entries.append(
+            {
+                "task": name,
+                "library": task.library.name,
+                "env_steps": task.env_steps,
+                "pretrain_steps": task.library.steps,
+                "skill_steps": task.skill_steps,
+                "library_config": {
+                    "env": task.library.env,
+                    "skills": task.library.skills,
+                    "discriminator_features": task.library.features,
+                    "hidden": task.library.hidden,
+                    "batch_size": task.library.batch_size,
+                },
+                "seeds": seeds,
+                "returns": returns,
+            }
+        )
+    return {"tasks": entries}
+
+
+def plot(summary: dict, path: Path) -> None:
+    """One panel per task: mean final return per method, a dot per seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    tasks = summary["tasks"]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
+    for ax, entry in zip(axes[0], tasks, strict=True):
+        methods = [m for m in METHODS if m in entry["returns"]]
+        means = [np.mean(entry["returns"][m]) for m in methods]
+        ax.bar(range(len(methods)), means, color="#9ab")
+        for i, method in enumerate(methods):
+            values = entry["returns"][method]
+            ax.plot([i] * len(values), values, "k.", markersize=6)
+        ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
+        ax.set_title(f"{entry['task']}\n{entry['env_steps']:,} env steps")
+        ax.set_ylabel("final return (held-out, greedy)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", default="reuse-bench", help="folder of the MLflow store")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--jobs", type=int, default=2, help="processes at once (1 thread each)")
+    parser.add_argument("--json", default=str(RESULTS / "reuse.json"))
+    args = parser.parse_args()
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    tasks = [name.strip() for name in args.tasks.split(",")]
+    unknown = [name for name in tasks if name not in TASKS]
+    if unknown:
+        parser.error(f"unknown task {unknown}; tasks: {', '.join(TASKS)}")
+
+    folder = Path(args.store).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chdir(folder)  # checkpoints and mlruns of the store live next to it
+    store = f"sqlite:///{folder / 'mlflow.db'}"
+    for library in {TASKS[name].library for name in tasks}:
+        ensure_library(library, store)
+
+    partial = folder / "reuse.partial.json"
+    done = json.loads(partial.read_text()) if partial.is_file() else []
+    finished = {(r["task"], r["command"], r["seed"]) for r in done}
+    jobs = [
+        (name, command, seed, store)
+        for seed in seeds
+        for name in tasks
+        for command in ("hierarchical", "finetune")
+        if (name, command, seed) not in finished
+    ]
+    print(f"{len(jobs)} runs to go ({len(finished)} done before)", flush=True)
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(args.jobs, maxtasksperchild=1) as pool:
+        for record in pool.imap_unordered(run_job, jobs):
+            done.append(record)
+            partial.write_text(json.dumps(done, indent=1))
+
+    summary = summarise(done, seeds, tasks)
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    plot(summary, out.with_suffix(".png"))
+    for entry in summary["tasks"]:
+        line = ", ".join(
+            f"{method} {sum(v) / len(v):.2f}" for method, v in entry["returns"].items()
+        )
+        print(f"{entry['task']} ({entry['env_steps']:,} steps): {line}")
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()

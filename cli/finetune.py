@@ -1,0 +1,81 @@
+"""`skillforge finetune`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cli.app import TrackingUri, app, defaults
+from skillforge.core.config import FinetuneConfig
+
+FINETUNE = defaults(FinetuneConfig)
+
+
+@app.command()
+def finetune(
+    task: Annotated[
+        str | None,
+        typer.Argument(
+            help="Task: halfcheetah-goal, halfcheetah-hurdle, ant-navigation, or an env "
+            "id/alias (its real reward). Default: the library's own env.",
+            show_default=False,
+        ),
+    ] = None,
+    library: Annotated[
+        str | None,
+        typer.Option(
+            help="Library name or run id. Default: the most recent library.", show_default=False
+        ),
+    ] = None,
+    skill: Annotated[
+        str, typer.Option(help="Skill to start from: an index, or best (on this task).")
+    ] = FINETUNE.skill,
+    steps: Annotated[
+        int, typer.Option(help="Env steps of fine-tuning (and of SAC from scratch).")
+    ] = FINETUNE.total_steps,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = FINETUNE.seed,
+    batch_size: Annotated[
+        int, typer.Option(help="Transitions per gradient step.")
+    ] = FINETUNE.batch_size,
+    learning_starts: Annotated[
+        int,
+        typer.Option(
+            help="Random steps before SAC from scratch learns; critic-only updates before "
+            "the fine-tuned policy moves."
+        ),
+    ] = FINETUNE.learning_starts,
+    baselines: Annotated[
+        str, typer.Option(help="sac (SAC from scratch, same networks and settings), or none.")
+    ] = "none",
+    eval_episodes: Annotated[
+        int, typer.Option(help="Greedy held-out episodes for every final return.")
+    ] = FINETUNE.eval_episodes,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Fine-tune one skill with SAC on a task's real reward (DIAYN section 4.2.1)."""
+    from skillforge.core.config import parse_baselines
+    from skillforge.reuse.tasks import task_env_id
+
+    config = FinetuneConfig(
+        task=task or "",
+        skill=skill,
+        total_steps=steps,
+        seed=seed,
+        batch_size=batch_size,
+        learning_starts=learning_starts,
+        baselines=parse_baselines(baselines),
+        eval_episodes=eval_episodes,
+    )
+    if task:
+        task_env_id(task)  # refuse an unknown task before loading torch and mlflow
+
+    from cli.progress import phase_bars
+    from skillforge.app.finetune import finetune as run_finetune
+
+    with phase_bars() as progress_for:
+        result = run_finetune(library, config, tracking_uri, progress_for)
+    typer.echo(f"Fine-tuned skill {result.skill} on {result.task}: run {result.run_id}")
+    typer.echo(f"  registered  {result.model_uri}")
+    for name, value in result.final_returns.items():
+        typer.echo(f"  {name:<16} final return {value:9.1f}")

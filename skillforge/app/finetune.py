@@ -1,0 +1,129 @@
+"""`skillforge finetune`: SAC on a task's real reward starting from one frozen skill (DIAYN
+paper section 4.2.1), optionally against SAC from scratch with the same networks and
+settings, tracked as a child run of the library's MLflow run; the fine-tuned policy is
+registered as `<library>.finetuned-<task>`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from skillforge.app.downstream import DownstreamRun
+from skillforge.app.hierarchical import sac_baseline
+from skillforge.core.config import FinetuneConfig
+from skillforge.core.envs import EVAL_SEED_OFFSET
+from skillforge.core.errors import ConfigError
+from skillforge.reuse import baselines
+from skillforge.reuse.skill_actions import SkillActionEnvs
+from skillforge.reuse.task_sac import (
+    TaskSACSettings,
+    held_out_returns,
+    skill_agent,
+    train_task_sac,
+)
+from skillforge.reuse.tasks import make_task
+from skillforge.skills.sources import LibrarySkills
+from skillforge.store import registry
+
+SKILL_CHOICE_STEPS = 50
+"""K while the skills are scored to pick the best one (each runs alone: K only batches)."""
+
+
+@dataclass
+class FinetuneResult:
+    """The fine-tuning run, the skill it started from and every method's final return."""
+
+    run_id: str
+    task: str
+    skill: int
+    final_returns: dict[str, float] = field(default_factory=dict)
+    skill_returns: list[float] = field(default_factory=list)
+    model_uri: str = ""
+
+
+def example_observations(task: str, rows: int = 4) -> np.ndarray:
+    """A few real observations of the task (a registered model's input example)."""
+    env = make_task(task)
+    observations = np.stack([env.reset(seed=seed)[0] for seed in range(rows)])
+    env.close()
+    return observations
+
+
+def finetune(
+    library: str | None,
+    config: FinetuneConfig,
+    tracking_uri: str | None = None,
+    callbacks_for=lambda name, total: (),
+) -> FinetuneResult:
+    """Fine-tune skill `config.skill` (or the best one on the task) of `library` with SAC on
+    the task's reward; `callbacks_for(phase, total_steps)` gives progress callbacks for
+    "finetune" and "sac"."""
+    import mlflow
+
+    run = DownstreamRun.start(library, config.task, "finetune", config.to_params(), tracking_uri)
+    n_skills = run.library.n_skills
+    if config.skill != "best" and int(config.skill) >= n_skills:
+        raise ConfigError(
+            f"--skill {config.skill} is out of range: library {run.info.name} has skills "
+            f"0..{n_skills - 1}"
+        )
+    eval_seed = config.seed + EVAL_SEED_OFFSET
+    lanes = SkillActionEnvs(
+        [make_task(run.task) for _ in range(min(n_skills, 8))],
+        LibrarySkills(run.library),
+        SKILL_CHOICE_STEPS,
+    )
+    with lanes:
+        best, skill_returns = baselines.best_skill(lanes, config.eval_episodes, eval_seed)
+    skill = best if config.skill == "best" else int(config.skill)
+    settings = TaskSACSettings(
+        hidden=run.library.spec.hidden,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        learning_starts=config.learning_starts,
+    )
+    alpha = float(run.client.get_run(run.info.run_id).data.params.get("alpha", "0.1") or 0.1)
+    env = make_task(run.task)
+    agent = skill_agent(env, run.library, skill, settings, alpha)
+    final = {"best-skill": float(skill_returns[best]), "start-skill": float(skill_returns[skill])}
+    steps = config.total_steps
+    with mlflow.start_run(run_id=run.run_id):
+        run.client.set_tag(run.run_id, "skillforge.skill", str(skill))
+        train_task_sac(
+            agent,
+            env,
+            steps,
+            config.seed,
+            settings,
+            run.phase("", callbacks_for("finetune", steps)),
+        )
+        env.close()
+        returns = held_out_returns(
+            lambda: make_task(run.task), agent.act, config.seed, config.eval_episodes
+        )
+        final["finetune"] = float(np.mean(returns))
+        if "sac" in config.baselines:
+            final["sac"] = sac_baseline(
+                run, steps, config.seed, config.eval_episodes, callbacks_for("sac", steps), settings
+            )
+        run.finish(
+            final, steps, {"finetune": "return", "sac": "baseline/sac/return"}, ["start-skill"]
+        )
+        observations = example_observations(run.task)
+        model_uri = registry.register_module(
+            agent.greedy_module(),
+            observations,
+            f"{run.info.name}.finetuned-{run.task}",
+            "finetuned_policy",
+            {
+                "library": run.info.name,
+                "task": run.task,
+                "skill": str(skill),
+                "run_id": run.run_id,
+                "output": "action (deterministic)",
+            },
+        )
+    return FinetuneResult(
+        run.run_id, run.task, skill, final, [float(r) for r in skill_returns], model_uri
+    )

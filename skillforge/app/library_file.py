@@ -1,0 +1,132 @@
+"""`skillforge library save|import`: a library as one small weights-only file, to ship or
+share, and back into a store as a finished library with every skill registered.
+
+A library file is a checkpoint without what only training needs (replay buffer, optimiser,
+random generators): the spec, the config, the step, the policy and the discriminator, and
+the evaluation measures of the library it came from. It loads with
+`torch.load(weights_only=True)` and `SkillLibrary.from_checkpoint` reads it like a checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from skillforge.app.checks import check_store_timeout
+from skillforge.app.library_run import PretrainResult
+from skillforge.app.locations import (
+    checkpoint_path_for,
+    checkpoint_root,
+    local_checkpoint,
+    refuse_leftover_checkpoint,
+)
+from skillforge.app.pretrain import complete_from_state, start_library_run
+from skillforge.core.config import (
+    DEFAULT_STORE_TIMEOUT,
+    EvaluationOptions,
+    PretrainConfig,
+)
+from skillforge.core.errors import CheckpointError, ConfigError
+from skillforge.core.names import is_valid_name
+from skillforge.core.versions import __version__
+from skillforge.rl.checkpoint import LIBRARY_FILE, load_checkpoint, save_checkpoint
+from skillforge.rl.spec import LibrarySpec
+from skillforge.skills.library import SkillLibrary
+from skillforge.store import tracking
+
+KEPT = ("sac.policy.", "discriminator.")
+"""The agent's networks a library file keeps: the skills and q(z|s), not the critics."""
+IMPORT_EVALUATION = EvaluationOptions(episodes=5, every=0, video=False)
+
+
+def save_library(
+    reference: str | None, out: str | Path, tracking_uri: str | None = None, force: bool = False
+) -> Path:
+    """Write library `reference` (name, run id, None for the latest) to the file `out`."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise ConfigError(f"{out} already exists; pass --force to replace it")
+    if out.is_dir():
+        raise ConfigError(f"{out} is a folder; name a file, e.g. {out / 'library.pt'}")
+    client = tracking.connect(tracking_uri)
+    info = tracking.find_library(reference, tracking_uri)
+    state = load_checkpoint(local_checkpoint(client, info))
+    config = _config_of(state, info.checkpoint or str(out))
+    if int(state["step"]) < config.total_steps:
+        raise ConfigError(
+            f"library {info.name} has trained {int(state['step']):,} of its "
+            f"{config.total_steps:,} steps; finish it first (skillforge pretrain --resume "
+            f"{info.name})"
+        )
+    metrics = client.get_run(info.run_id).data.metrics
+    evaluation = {key: float(value) for key, value in metrics.items() if key.startswith("eval/")}
+    library_state = {
+        "kind": LIBRARY_FILE,
+        "skillforge_version": __version__,
+        "spec": state["spec"],
+        "config": {**state["config"], "name": info.name},
+        "step": int(state["step"]),
+        "agent": {key: value for key, value in state["agent"].items() if key.startswith(KEPT)},
+        "evaluation": evaluation,
+        "source": {"run_id": info.run_id, "library": info.name},
+    }
+    return save_checkpoint(library_state, out)
+
+
+def read_library_file(path: str | Path) -> tuple[dict, PretrainConfig, SkillLibrary]:
+    """The file's state, config and skills, checked; a corrupt, truncated, foreign or
+    code-carrying file is a one-line CheckpointError (nothing runs, nothing is written)."""
+    state = load_checkpoint(path)
+    if state.get("kind") != LIBRARY_FILE:
+        raise CheckpointError(
+            f"{path} is a training checkpoint, not a library file; make one with "
+            "`skillforge library save NAME --out FILE`"
+        )
+    config = _config_of(state, str(path))
+    try:
+        spec = LibrarySpec.from_dict(state["spec"])
+        library = SkillLibrary.from_state_dict(spec, state["agent"], name=config.name)
+    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as error:
+        raise CheckpointError(f"{path} does not hold a skill library ({error})") from None
+    if spec.env_id != config.env_id or spec.n_skills != config.n_skills:
+        raise CheckpointError(f"{path} holds a spec and a config that disagree")
+    return state, config, library
+
+
+def import_library(
+    path: str | Path,
+    name: str | None = None,
+    tracking_uri: str | None = None,
+    experiment: str = tracking.DEFAULT_EXPERIMENT,
+    checkpoint_dir: str | Path = "checkpoints",
+    evaluation: EvaluationOptions = IMPORT_EVALUATION,
+    store_timeout: float = DEFAULT_STORE_TIMEOUT,
+) -> PretrainResult:
+    """Register the library in file `path` in the store as a finished library (renamed to
+    `name` if given): evaluated, every skill registered, like a pretrained one."""
+    check_store_timeout(store_timeout)
+    state, config, _ = read_library_file(path)
+    if name is not None:
+        if not is_valid_name(name):
+            raise ConfigError(f"--name {name!r} is not a valid library name")
+        config = config.replace(name=name)
+    root = checkpoint_root(checkpoint_dir)
+    target = checkpoint_path_for(root, config.name)
+    client = tracking.connect(tracking_uri)
+    tracking.refuse_taken_name(client, config.name)
+    refuse_leftover_checkpoint(target)
+    config = config.replace(total_steps=int(state["step"]))
+    job = start_library_run(client, config, experiment, root, evaluation, store_timeout)
+    state = {**state, "config": config.to_dict()}
+    save_checkpoint(state, job.checkpoint_path)
+    client.set_tag(job.run_id, tracking.TAG_STEP, str(config.total_steps))
+    return complete_from_state(job, state, sent_step=config.total_steps)
+
+
+def _config_of(state: dict, where: str) -> PretrainConfig:
+    try:
+        int(state["step"])
+        return PretrainConfig.from_dict(dict(state["config"]))
+    except ConfigError as error:
+        raise CheckpointError(f"{where} holds an invalid config ({error})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise CheckpointError(f"{where} does not hold a skill library ({error!r})") from None

@@ -1,0 +1,216 @@
+"""SAC on a task's real reward: from scratch (the baseline), or starting from a frozen skill
+(fine-tuning, DIAYN paper section 4.2.1). One loop serves both, so the two differ only in
+where the policy starts.
+
+Fine-tuning starts exactly at the skill: its policy is the library's network with the skill's
+one-hot as a constant input, and with input weights for the task's extra observation entries
+(goal, waypoint...) set to zero, so its first action is the skill's. It acts with that policy
+from the first step (no random warm-up, which would forget nothing but waste the budget), and
+while its fresh critics learn the skill's values (the first `learning_starts` updates) the
+policy is held still: an untrained critic would otherwise pull it anywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from skillforge.core.envs import EVAL_SEED_OFFSET, episode_seed
+from skillforge.rl.callbacks import CallbackList
+from skillforge.rl.nets import TanhGaussianPolicy
+from skillforge.rl.replay import ReplayBuffer
+from skillforge.rl.sac import SAC, make_optimizer
+from skillforge.skills.library import SkillLibrary
+
+
+@dataclass(frozen=True)
+class TaskSACSettings:
+    """SAC's settings on a task; the same for the baseline and for fine-tuning."""
+
+    hidden: int = 300
+    batch_size: int = 256
+    lr: float = 3e-4
+    gamma: float = 0.99
+    tau: float = 0.005
+    learning_starts: int = 10_000
+    """Random steps before learning (from scratch); critic-only updates (fine-tuning)."""
+
+
+@dataclass
+class TaskAgent:
+    """A SAC agent and how it turns the task's observation into its input."""
+
+    sac: SAC
+    skill_code: np.ndarray  # (n_skills,) one-hot appended to the observation; (0,) from scratch
+    from_skill: bool
+
+    def state(self, obs: np.ndarray) -> np.ndarray:
+        """The policy's input: the observation (batch or single), then the skill's one-hot."""
+        obs = np.asarray(obs, dtype=np.float32)
+        code = np.broadcast_to(self.skill_code, (*obs.shape[:-1], len(self.skill_code)))
+        return np.concatenate([obs, code], axis=-1)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Greedy actions (tanh of the mean), as a skill acts."""
+        return self.sac.policy.deterministic(torch.from_numpy(self.state(obs))).numpy()
+
+    def greedy_module(self) -> nn.Module:
+        """The trained policy as a deployable module: task observation in, greedy action out."""
+        return GreedyPolicy(self.sac.policy, self.skill_code).eval()
+
+
+class GreedyPolicy(nn.Module):
+    """A SAC policy with its constant skill input folded in: observation (batch, obs_dim) in,
+    deterministic action (batch, action_dim) out."""
+
+    def __init__(self, policy: TanhGaussianPolicy, skill_code: np.ndarray) -> None:
+        super().__init__()
+        self.policy = policy
+        self.register_buffer("skill_code", torch.as_tensor(skill_code, dtype=torch.float32)[None])
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        code = self.skill_code.expand(obs.shape[0], -1)
+        return self.policy.deterministic(torch.cat([obs, code], dim=-1))
+
+
+def scratch_agent(env: gym.Env, settings: TaskSACSettings) -> TaskAgent:
+    """SAC with fresh networks on the task's observation, alpha learned from 1."""
+    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    sac = SAC(
+        obs_dim,
+        action_dim,
+        settings.hidden,
+        env.action_space.low,
+        env.action_space.high,
+        gamma=settings.gamma,
+        tau=settings.tau,
+        alpha=None,
+    )
+    return TaskAgent(sac, np.zeros(0, dtype=np.float32), from_skill=False)
+
+
+def skill_agent(
+    env: gym.Env, library: SkillLibrary, skill: int, settings: TaskSACSettings, alpha: float
+) -> TaskAgent:
+    """SAC whose policy is skill `skill` of `library` (the task may append observation
+    entries: their input weights start at zero), alpha learned from the library's `alpha`."""
+    spec = library.spec
+    task_dim = env.observation_space.shape[0]
+    sac = SAC(
+        task_dim + spec.n_skills,
+        spec.action_dim,
+        spec.hidden,
+        spec.action_low,
+        spec.action_high,
+        gamma=settings.gamma,
+        tau=settings.tau,
+        alpha=None,
+    )
+    with torch.no_grad():
+        sac.log_alpha.fill_(math.log(max(alpha, 1e-3)))
+        _load_widened(sac.policy, library.policy, spec.obs_dim, task_dim, spec.n_skills)
+    code = np.zeros(spec.n_skills, dtype=np.float32)
+    code[skill] = 1.0
+    return TaskAgent(sac, code, from_skill=True)
+
+
+def _load_widened(
+    policy: TanhGaussianPolicy, skills: TanhGaussianPolicy, obs_dim: int, task_dim: int, n: int
+) -> None:
+    """Copy the skills' policy into `policy`, whose input is (task obs, one-hot) instead of
+    (skill obs, one-hot): the columns of the task's extra entries stay zero."""
+    state = {key: value.clone() for key, value in skills.state_dict().items()}
+    first = state["net.0.weight"]  # (hidden, obs_dim + n)
+    widened = torch.zeros(first.shape[0], task_dim + n)
+    widened[:, :obs_dim] = first[:, :obs_dim]
+    widened[:, task_dim:] = first[:, obs_dim:]
+    state["net.0.weight"] = widened
+    policy.load_state_dict(state)
+
+
+def train_task_sac(
+    agent: TaskAgent,
+    env: gym.Env,
+    env_steps: int,
+    seed: int,
+    settings: TaskSACSettings,
+    callbacks=(),
+) -> list[float]:
+    """Train `agent` on `env` for `env_steps` env steps; returns the training episodes'
+    returns (each also reported as `on_step(step, {"return", "episode_length"})`)."""
+    callbacks = CallbackList(callbacks)
+    torch.manual_seed(seed)
+    sampler = torch.Generator().manual_seed(seed)
+    sac = agent.sac
+    state_dim = sac.policy.net[0].in_features
+    action_dim = env.action_space.shape[0]
+    low, high = env.action_space.low, env.action_space.high
+    optimizer = make_optimizer(sac.parameters(), settings.lr, torch.device("cpu"))
+    buffer = ReplayBuffer(min(env_steps, 1_000_000), state_dim, action_dim)
+    warm_up = min(settings.learning_starts, env_steps // 10)
+    returns: list[float] = []
+    callbacks.on_start({"step": 0, "total_steps": env_steps})
+    obs, _ = env.reset(seed=episode_seed(seed, 0))
+    episode_return, episode_length, updates = 0.0, 0, 0
+    for step in range(1, env_steps + 1):
+        state = agent.state(obs)
+        if step <= warm_up and not agent.from_skill:
+            action = low + (high - low) * torch.rand(action_dim, generator=sampler).numpy()
+        else:
+            with torch.no_grad():
+                action = sac.policy.explore(torch.from_numpy(state)[None])[0].numpy()
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        buffer.add(state, 0, action, reward, agent.state(next_obs), terminated)
+        obs = next_obs
+        episode_return += float(reward)
+        episode_length += 1
+        if step > warm_up:
+            batch = buffer.sample(settings.batch_size, sampler)
+            losses = sac.losses(
+                batch.obs, batch.action, batch.reward, batch.next_obs, batch.terminated
+            )
+            hold_policy = agent.from_skill and updates < settings.learning_starts
+            loss = losses.critic if hold_policy else losses.critic + losses.actor + losses.alpha
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            sac.soft_update()
+            updates += 1
+        if terminated or truncated:
+            returns.append(episode_return)
+            callbacks.on_step(step, {"return": episode_return, "episode_length": episode_length})
+            obs, _ = env.reset(seed=episode_seed(seed, len(returns)))
+            episode_return, episode_length = 0.0, 0
+    callbacks.on_end(returns)
+    return returns
+
+
+def held_out_returns(
+    make_env: Callable[[], gym.Env],
+    act: Callable[[np.ndarray], np.ndarray],
+    seed: int,
+    episodes: int,
+) -> list[float]:
+    """Returns of `act` (observation -> action, greedy) on held-out episodes run to their end:
+    episode j starts from `episode_seed(seed + EVAL_SEED_OFFSET, j)`, like every method's."""
+    env = make_env()
+    returns = []
+    try:
+        for episode in range(episodes):
+            obs, _ = env.reset(seed=episode_seed(seed + EVAL_SEED_OFFSET, episode))
+            total, done = 0.0, False
+            while not done:
+                obs, reward, terminated, truncated, _ = env.step(act(obs))
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+    finally:
+        env.close()
+    return returns
