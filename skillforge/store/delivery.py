@@ -15,6 +15,7 @@ from pathlib import Path
 
 from skillforge.core.errors import first_line
 from skillforge.store.tracking import (
+    METRICS_PER_BATCH,
     TAG_CHECKPOINT_STEP,
     TAG_STEP,
     log_metrics,
@@ -247,7 +248,7 @@ class BufferedTracker:
                     return
                 batch, size = [], 0
                 for report in self._pending:
-                    if batch and size + len(report.metrics) > self.BATCH_METRICS:
+                    if batch and size + len(report.metrics) > METRICS_PER_BATCH:
                         break
                     batch.append(report)
                     size += len(report.metrics)
