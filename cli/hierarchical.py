@@ -48,6 +48,13 @@ def hierarchical(
     envs: Annotated[
         int, typer.Option(help="Copies of the task run in lockstep (one batched skill call).")
     ] = HIERARCHICAL.envs,
+    validation_episodes: Annotated[
+        int,
+        typer.Option(
+            help="Episodes on which the meta-controller must beat its best skill (each skill "
+            "is tried once first), else it deploys that skill; 0: off. Paid from --steps."
+        ),
+    ] = HIERARCHICAL.validation_episodes,
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Train a meta-controller that picks a frozen skill every K steps, on a task's real reward."""
@@ -63,6 +70,7 @@ def hierarchical(
         baselines=parse_baselines(baselines),
         eval_episodes=eval_episodes,
         envs=envs,
+        validation_episodes=validation_episodes,
     )
     if task:
         task_env_id(task)  # refuse an unknown task before loading torch and mlflow
@@ -75,5 +83,12 @@ def hierarchical(
     typer.echo(f"Meta-controller on {result.task}: run {result.run_id}")
     typer.echo(f"  registered  {result.model_uri}")
     typer.echo(f"  skills frozen (parameter hash unchanged): {result.skills_frozen}")
+    meta = result.meta_controller
+    if meta.fallback is not None:
+        typer.echo(
+            f"  deploys skill {meta.fallback}: it beat the learned policy on the validation "
+            f"episodes ({meta.validation['best-skill']:.1f} vs "
+            f"{meta.validation['meta-controller']:.1f})"
+        )
     for name, value in result.final_returns.items():
         typer.echo(f"  {name:<16} final return {value:9.1f}")

@@ -181,7 +181,12 @@ def test_skills_stay_frozen_and_every_source_gives_the_same_results(library, sto
     np.testing.assert_allclose(sources["registry"].act(obs, mixed), expected, atol=1e-6)
     np.testing.assert_allclose(sources["onnx"].act(obs, mixed), expected, atol=1e-5)
     config = HierarchicalConfig(
-        total_steps=1_000, skill_steps=10, hidden=32, learning_starts=20, envs=3
+        total_steps=1_000,
+        skill_steps=10,
+        hidden=32,
+        learning_starts=20,
+        envs=3,
+        validation_episodes=0,
     )
     curves = {}
     for name, skills in sources.items():
@@ -226,6 +231,7 @@ def test_tracked_run_is_linked_to_its_library(library, store):
         baselines=("best-skill", "random-skills"),
         eval_episodes=1,
         envs=2,
+        validation_episodes=0,
     )
     result = train_hierarchical("lib", config, store)
     client = MlflowClient(store)
@@ -264,3 +270,39 @@ def test_refusals(library, store):
         assert len(result.stderr.strip().splitlines()) == 1
     with pytest.raises(ConfigError):
         HierarchicalConfig(skill_steps=0)
+
+
+def test_meta_controller_falls_back_to_its_best_skill_when_that_does_better():
+    """A budget too small to learn anything: the validation finds the best constant skill
+    better than the untrained greedy policy, and the meta-controller deploys that skill."""
+    config = HierarchicalConfig(
+        total_steps=2_400,
+        skill_steps=20,
+        hidden=16,
+        learning_starts=1_000,
+        envs=3,
+        validation_episodes=2,
+    )
+    envs = [gym.make("Pendulum-v1") for _ in range(config.envs)]
+    lanes = SkillActionEnvs(envs, ConstantSkills(), config.skill_steps)
+    reported = []
+
+    class Recorder:
+        def on_step(self, step, metrics):
+            reported.append(step)
+
+    meta = train_meta_controller(lanes, config, [Recorder()])
+    assert reported[:3] == [200, 400, 600]  # the scan: each skill alone for one episode
+    assert set(meta.validation) == {"meta-controller", "best-skill"}
+    if meta.validation["meta-controller"] < meta.validation["best-skill"]:
+        assert meta.fallback is not None
+        obs = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+        assert (meta.choose(obs) == meta.fallback).all()
+    else:
+        assert meta.fallback is None
+    alone = [
+        np.mean(run_skill_policy(lanes, lambda o, rng, k=k: np.full(len(o), k), 7, 3))
+        for k in range(3)
+    ]
+    deployed = np.mean(run_skill_policy(lanes, lambda o, rng: meta.choose(o), 7, 3))
+    assert deployed >= min(alone)  # never the worst of its skills here

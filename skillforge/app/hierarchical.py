@@ -77,6 +77,10 @@ def train_hierarchical(
     with mlflow.start_run(run_id=run.run_id), lanes:
         meta = train_meta_controller(lanes, config, run.phase("", callbacks_for("meta", steps)))
         run.client.log_param(run.run_id, "reward_scale", f"{meta.reward_scale:.6g}")
+        fallback = "none" if meta.fallback is None else str(meta.fallback)
+        run.client.set_tag(run.run_id, "skillforge.meta_fallback", fallback)
+        validation = {f"validation_return/{name}": v for name, v in meta.validation.items()}
+        tracking.log_metrics(run.client, run.run_id, validation, steps)
         greedy = run_skill_policy(
             lanes, lambda obs, rng: meta.choose(obs), eval_seed, config.eval_episodes
         )
@@ -115,6 +119,7 @@ def train_hierarchical(
                 "task": run.task,
                 "run_id": run.run_id,
                 "output": "Q-value per skill; act with argmax",
+                "fallback_skill": fallback,
                 "reward_scale": f"{meta.reward_scale:.6g}",
             },
         )

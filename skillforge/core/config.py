@@ -221,6 +221,10 @@ class HierarchicalConfig:
     """Greedy episodes to measure the final meta-controller (and each skill for best-skill)."""
     envs: int = 8
     """Copies of the task stepped in lockstep: one batched skill call per env step for all."""
+    validation_episodes: int = 3
+    """Episodes on which the trained meta-controller must beat the best skill it found (each
+    skill is tried once first), else it deploys that skill; 0 turns the guard off. Every
+    step of it counts in the budget."""
 
     def __post_init__(self) -> None:
         _require(self.skill_steps >= 1, f"--skill-steps must be >= 1, got {self.skill_steps}")
@@ -246,6 +250,10 @@ class HierarchicalConfig:
         )
         _require(self.eval_episodes >= 1, f"--eval-episodes must be >= 1, got {self.eval_episodes}")
         _require(1 <= self.envs <= 256, f"--envs must be in [1, 256], got {self.envs}")
+        _require(
+            0 <= self.validation_episodes <= 100,
+            f"--validation-episodes must be in [0, 100], got {self.validation_episodes}",
+        )
 
     def to_params(self) -> dict[str, str]:
         """Flat string params, as logged to MLflow."""

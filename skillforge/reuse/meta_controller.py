@@ -1,7 +1,14 @@
 """The meta-controller: Double DQN (van Hasselt et al. 2016) over the skill-action envs.
 
 Off-policy replay makes the most of a few thousand decisions (N skills, K steps each),
-where PPO would need many more, and Q(s, .) over N skills is a single forward pass."""
+where PPO would need many more, and Q(s, .) over N skills is a single forward pass.
+
+It never deploys a policy worse than its own best skill: training starts by trying every
+skill alone for one episode (those decisions go into the replay buffer like any other), and
+ends by running the greedy meta-controller and the best of those skills on the same
+validation episodes; if the skill does better, the meta-controller falls back to it. The
+scan and the validation are paid from the same env-step budget, on seeds that neither the
+training episodes nor the held-out evaluation use."""
 
 from __future__ import annotations
 
@@ -18,6 +25,10 @@ from skillforge.rl.nets import mlp
 from skillforge.rl.replay import ReplayBuffer
 from skillforge.rl.sac import make_optimizer, soft_update
 
+FALLBACK_PREFERENCE = 1e6
+SCAN_SEED_OFFSET = 2_000_003  # the skill scan and the validation: seeds of their own
+VALIDATION_SEED_OFFSET = 3_000_017
+
 
 class MetaController(torch.nn.Module):
     """Q(s, k) for every skill k."""
@@ -25,12 +36,26 @@ class MetaController(torch.nn.Module):
     def __init__(self, obs_dim: int, n_skills: int, hidden: int) -> None:
         super().__init__()
         self.q = mlp(obs_dim, hidden, n_skills)
+        self.register_buffer("preference", torch.zeros(n_skills))  # the fallback, if any
         self.reward_scale = 1.0
         """What the rewards were multiplied by in training: Q-values are in those units."""
+        self.validation: dict[str, float] = {}
+        """Mean validation returns of the greedy policy and of the best skill (if validated)."""
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Q-values, shape (batch, n_skills)."""
-        return self.q(obs)
+        """Q-values, shape (batch, n_skills) (a fallback skill outranks every other)."""
+        return self.q(obs) + self.preference
+
+    @property
+    def fallback(self) -> int | None:
+        """The skill deployed instead of the learned policy, if validation chose it."""
+        return int(self.preference.argmax()) if bool(self.preference.any()) else None
+
+    def fall_back_to(self, skill: int) -> None:
+        """Always choose `skill` (its preference dwarfs any Q-value)."""
+        with torch.no_grad():
+            self.preference.zero_()
+            self.preference[skill] = FALLBACK_PREFERENCE
 
     @torch.no_grad()
     def choose(self, obs: np.ndarray) -> np.ndarray:
@@ -63,7 +88,8 @@ def reward_scale_for(rewards: torch.Tensor) -> float:
 def train_meta_controller(
     envs: SkillActionEnvs, config: HierarchicalConfig, callbacks=()
 ) -> MetaController:
-    """Train a meta-controller on `envs` for `config.total_steps` env steps (all lanes).
+    """Train a meta-controller on `envs` for `config.total_steps` env steps (all lanes):
+    the skill scan, Double DQN, then the validation against the best skill (module doc).
 
     One gradient step per decision, as with a single env; callbacks get
     `on_step(env_steps, {"return": R, "episode_length": T})` after each episode.
@@ -79,6 +105,7 @@ def train_meta_controller(
     # reward_scale is fixed at the first update, from the random decisions before it
     counts: dict = {"env_steps": 0, "decisions": 0, "reward_scale": None}
     callbacks.on_start({"step": 0, "total_steps": config.total_steps, "agent": online})
+    reported = _Offset(callbacks, counts)
 
     def epsilon_greedy(obs: np.ndarray, rng) -> np.ndarray:  # draws from `sampler`, not rng
         progress = counts["env_steps"] / max(1.0, config.exploration_fraction * config.total_steps)
@@ -89,12 +116,15 @@ def train_meta_controller(
         random_skills = torch.randint(n_skills, (len(obs),), generator=sampler)
         return torch.where(explore, random_skills, torch.from_numpy(online.choose(obs))).numpy()
 
-    def learn(decisions: Decisions) -> None:
+    def record(decisions: Decisions) -> None:
         result = decisions.result
         for row, skill in enumerate(decisions.skills):
             next_obs, terminated = result.obs[row], result.terminated[row]
             buffer.add(decisions.obs[row], skill, (), result.reward[row], next_obs, terminated)
         counts["env_steps"] += int(result.env_steps.sum())
+
+    def learn(decisions: Decisions) -> None:
+        record(decisions)
         for _ in decisions.skills:
             counts["decisions"] += 1
             if counts["decisions"] >= config.learning_starts and len(buffer) >= config.batch_size:
@@ -107,14 +137,74 @@ def train_meta_controller(
                 optimizer.step()
                 soft_update(target, online, config.tau)
 
-    run_skill_policy(
-        envs,
-        epsilon_greedy,
-        config.seed,
-        env_steps=config.total_steps,
-        callbacks=[callbacks],
-        on_decisions=learn,
-    )
+    guard = config.validation_episodes > 0
+    scan = _scan_skills(envs, config.seed + SCAN_SEED_OFFSET, record, reported) if guard else None
+    reserve = 2 * config.validation_episodes * int(counts["env_steps"] / n_skills) if guard else 0
+    budget = config.total_steps - counts["env_steps"] - reserve
+    if budget > 0:
+        reported.on_start({})
+        run_skill_policy(
+            envs,
+            epsilon_greedy,
+            config.seed,
+            env_steps=budget,
+            callbacks=[reported],
+            on_decisions=learn,
+        )
     online.reward_scale = counts["reward_scale"] or 1.0
+    online.eval()
+    if scan is not None:
+        _validate(online, envs, int(scan.argmax()), config, record)
     callbacks.on_end(online)
-    return online.eval()
+    return online
+
+
+class _Offset:
+    """Reports episodes at the env steps spent so far in all phases (each phase's own
+    count starts at zero)."""
+
+    def __init__(self, callbacks: CallbackList, counts: dict) -> None:
+        self.callbacks, self.counts, self.start = callbacks, counts, 0
+
+    def on_start(self, info: dict) -> None:
+        self.start = self.counts["env_steps"]
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        self.callbacks.on_step(self.start + step, metrics)
+
+
+def _scan_skills(envs: SkillActionEnvs, seed: int, record, reported: _Offset) -> np.ndarray:
+    """Every skill alone for one episode from the same start; returns (n_skills,) returns."""
+    returns = np.zeros(envs.n_skills)
+    for skill in range(envs.n_skills):
+        reported.on_start({})
+        episode = run_skill_policy(
+            envs,
+            lambda obs, rng, k=skill: np.full(len(obs), k),
+            seed,
+            episodes=1,
+            callbacks=[reported],
+            on_decisions=record,
+        )
+        returns[skill] = episode[0]
+    return returns
+
+
+def _validate(
+    meta: MetaController, envs: SkillActionEnvs, best: int, config: HierarchicalConfig, record
+) -> None:
+    """The greedy meta-controller against skill `best` on the same validation episodes;
+    the skill is deployed (`fall_back_to`) unless the meta-controller does at least as well."""
+    seed, episodes = config.seed + VALIDATION_SEED_OFFSET, config.validation_episodes
+    greedy = run_skill_policy(
+        envs, lambda obs, rng: meta.choose(obs), seed, episodes, on_decisions=record
+    )
+    alone = run_skill_policy(
+        envs, lambda obs, rng: np.full(len(obs), best), seed, episodes, on_decisions=record
+    )
+    meta.validation = {
+        "meta-controller": float(np.mean(greedy)),
+        "best-skill": float(np.mean(alone)),
+    }
+    if np.mean(greedy) < np.mean(alone):
+        meta.fall_back_to(best)
