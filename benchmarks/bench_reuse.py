@@ -57,13 +57,14 @@ class Task:
     skill_steps: int
 
 
+HOPPER = Library("hopper", "Hopper-v5", 10, 60_000)
 HALFCHEETAH_X = Library("halfcheetah-x", "HalfCheetah-v5", 10, 100_000, features="x")
 MOUNTAINCAR = Library("mountaincar", "MountainCarContinuous-v0", 10, 60_000)
 TASKS = {
     task.name: task
     for task in (
-        Task("halfcheetah-goal", HALFCHEETAH_X, 50_000, 50),
-        Task("HalfCheetah-v5", HALFCHEETAH_X, 30_000, 10),
+        Task("Hopper-v5", HOPPER, 30_000, 10),
+        Task("halfcheetah-goal", HALFCHEETAH_X, 30_000, 50),
         Task("MountainCarContinuous-v0", MOUNTAINCAR, 30_000, 50),
     )
 }
