@@ -104,3 +104,26 @@ def test_resume_extends_a_finished_library_in_the_same_run(finished, store):
     assert max(m.step for m in history) == 400
     with pytest.raises(ConfigError, match="trained on Pendulum-v1"):
         pipeline.resume("pend-a", store, total_steps=500, expected_env="hopper")
+
+
+def test_commands_open_the_store_once(finished, store, monkeypatch):
+    """One store handle is passed down: evaluate, show and export connect (probe, lock,
+    schema check) once each."""
+    from skillforge.app.evaluate import evaluate_stored
+    from skillforge.app.export import export_saved_library
+    from skillforge.app.library import show_library
+
+    opened = []
+    real_connect = tracking.connect
+
+    def counting_connect(uri=None):
+        opened.append(uri)
+        return real_connect(uri)
+
+    monkeypatch.setattr(tracking, "connect", counting_connect)
+    evaluate_stored("pend-a", store, episodes=1, video=False)
+    assert len(opened) == 1
+    show_library("pend-a", store)
+    assert len(opened) == 2
+    export_saved_library("pend-a", tracking_uri=store)
+    assert len(opened) == 3

@@ -55,14 +55,14 @@ class DownstreamRun:
     ) -> DownstreamRun:
         """Find the library, check the task reuses its env, create the child run."""
         client = tracking.connect(tracking_uri)
-        info = tracking.find_library(reference, tracking_uri)
+        info = tracking.find_library(reference, client=client)
         task = task or info.env_id
         if task_env_id(task) != info.env_id:
             raise SkillforgeError(
                 f"library {info.name} was learned on {info.env_id}, but task {task} uses "
                 f"{task_env_id(task)}: observation and action shapes differ"
             )
-        library = load_library(info.run_id, tracking_uri, client=client, info=info)
+        library = load_library(client=client, info=info)
         run = client.create_run(
             client.get_run(info.run_id).info.experiment_id,
             run_name=f"{info.name}-{kind}-{task}",

@@ -43,21 +43,22 @@ def export_saved_library(
         library = SkillLibrary.from_checkpoint(checkpoint)
         source = {"checkpoint": str(Path(checkpoint).resolve())}
     else:
-        info = tracking.find_library(reference, tracking_uri)
-        library = load_library(info.run_id, tracking_uri)
+        client = tracking.connect(tracking_uri)
+        info = tracking.find_library(reference, client=client)
+        library = load_library(client=client, info=info)
         source = {
             "run_id": info.run_id,
             "tracking_uri": _without_credentials(tracking.resolve_tracking_uri(tracking_uri)),
             "experiment": info.experiment,
             "registered_models": [
-                skill.model_uri for skill in registry.library_skills(info, tracking_uri)
+                skill.model_uri for skill in registry.library_skills(info, client=client)
             ],
         }
     log_models = None
     if log_to_mlflow:
 
         def log_models(folder: Path, files: list[str], observations: np.ndarray) -> list[str]:
-            return _log_models(library, folder, files, observations, tracking_uri)
+            return _log_models(library, folder, files, observations, client)
 
     return export_library(
         library, out_dir, fmt, skills, force, source=source, log_models=log_models
@@ -69,10 +70,9 @@ def _log_models(
     folder: Path,
     files: list[str],
     observations: np.ndarray,
-    tracking_uri: str | None,
+    client,
 ) -> list[str]:
     """Log the checked ONNX files to the library's run; returns their model URIs."""
-    client = tracking.connect(tracking_uri)
     example = observations[:4]
     models = []
     for name in files:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from skillforge.evaluation import compare
+from skillforge.store import tracking
 from skillforge.store.registry import SkillInfo, library_skills
-from skillforge.store.tracking import LibraryInfo, find_library, library_records
+from skillforge.store.tracking import LibraryInfo
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,9 @@ def show_library(
     reference: str, tracking_uri: str | None = None
 ) -> tuple[LibraryInfo, list[SkillInfo]]:
     """One library and its skills (registered model, evaluated return)."""
-    info = find_library(reference, tracking_uri)
-    return info, library_skills(info, tracking_uri)
+    client = tracking.connect(tracking_uri)
+    info = tracking.find_library(reference, client=client)
+    return info, library_skills(info, client=client)
 
 
 def compare_libraries(
@@ -36,6 +38,6 @@ def compare_libraries(
     """The evaluation measures of `references` (default: every library), one column each, as
     a table, markdown or csv (`fmt`, else from the `output` file's suffix)."""
     style = compare.format_for(output, fmt)  # refuse a bad --format before touching the store
-    records = library_records(references, tracking_uri)
+    records = tracking.library_records(references, tracking_uri)
     text = compare.render(compare.comparison(records), style)
     return Comparison(text, style, len(records), compare.not_evaluated(records))

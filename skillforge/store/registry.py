@@ -84,9 +84,11 @@ class SkillInfo:
     eval_return: float | None
 
 
-def library_skills(info: LibraryInfo, tracking_uri: str | None = None) -> list[SkillInfo]:
+def library_skills(
+    info: LibraryInfo, tracking_uri: str | None = None, client=None
+) -> list[SkillInfo]:
     """The skills of a library: registered model URI and evaluated return, skill by skill."""
-    client = connect(tracking_uri)
+    client = client or connect(tracking_uri)
     metrics = client.get_run(info.run_id).data.metrics
     skills = []
     for index in range(info.n_skills):

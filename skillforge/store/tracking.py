@@ -254,10 +254,11 @@ def _library_info(run, experiment_name: str) -> LibraryInfo:
 
 
 def list_libraries(
-    tracking_uri: str | None = None, experiment: str | None = None
+    tracking_uri: str | None = None, experiment: str | None = None, client=None
 ) -> list[LibraryInfo]:
-    """Every skill library in the store (newest first), optionally of one experiment."""
-    client = connect(tracking_uri)
+    """Every skill library in the store (newest first), optionally of one experiment; pass
+    the `client` of an open store to use it instead of connecting again."""
+    client = client or connect(tracking_uri)
     experiments = client.search_experiments()
     if experiment is not None:
         experiments = [e for e in experiments if e.name == experiment]
@@ -274,10 +275,14 @@ def list_libraries(
 
 
 def find_library(
-    reference: str | None, tracking_uri: str | None = None, experiment: str | None = None
+    reference: str | None,
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    client=None,
 ) -> LibraryInfo:
-    """A library by name or run id; None or 'latest' means the most recent one."""
-    libraries = list_libraries(tracking_uri, experiment)
+    """A library by name or run id; None or 'latest' means the most recent one (`client`:
+    an open store's, to use it instead of connecting again)."""
+    libraries = list_libraries(tracking_uri, experiment, client)
     if not libraries:
         store = resolve_tracking_uri(tracking_uri)
         raise LibraryNotFound(
@@ -290,24 +295,6 @@ def find_library(
             return library
     known = ", ".join(sorted({library.name for library in libraries})[:20])
     raise LibraryNotFound(f"no library named {reference!r}; libraries in the store: {known}")
-
-
-class MlflowTracker:
-    """Training callback that writes params and metrics to one MLflow run."""
-
-    def __init__(self, client, run_id: str) -> None:
-        self.client = client
-        self.run_id = run_id
-        self.history: dict[str, list[tuple[int, float]]] = {}
-
-    def on_step(self, step: int, metrics: dict[str, float]) -> None:
-
-        for key, value in metrics.items():
-            self.history.setdefault(key, []).append((step, value))
-        log_metrics(self.client, self.run_id, metrics, step, tags={TAG_STEP: str(step)})
-
-    def on_checkpoint(self, path: str, step: int) -> None:
-        self.client.set_tag(self.run_id, TAG_CHECKPOINT, path)
 
 
 def log_params(client, run_id: str, params: dict[str, str]) -> None:
@@ -388,11 +375,11 @@ def library_records(references: list[str], tracking_uri: str | None = None) -> l
     first), each with its run's data."""
     client = connect(tracking_uri)
     if references:
-        infos = [find_library(reference, tracking_uri) for reference in references]
+        infos = [find_library(reference, client=client) for reference in references]
     else:
-        infos = list_libraries(tracking_uri)
+        infos = list_libraries(client=client)
         if not infos:
-            find_library(None, tracking_uri)  # raises the "no libraries" error
+            find_library(None, client=client)  # raises the "no libraries" error
     records = []
     for info in infos:
         run = client.get_run(info.run_id)
