@@ -63,7 +63,7 @@ MOUNTAINCAR = Library("mountaincar", "MountainCarContinuous-v0", 10, 60_000)
 TASKS = {
     task.name: task
     for task in (
-        Task("Hopper-v5", HOPPER, 30_000, 10),
+        Task("Hopper-v5", HOPPER, 20_000, 10),
         Task("halfcheetah-goal", HALFCHEETAH_X, 30_000, 50),
         Task("MountainCarContinuous-v0", MOUNTAINCAR, 30_000, 50),
     )

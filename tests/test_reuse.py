@@ -171,10 +171,17 @@ def test_finetune_runs_scores_every_method_alike_and_registers_the_policy(pendul
 def test_finetune_refusals(pendulum_library, store):
     from skillforge.app.finetune import finetune
 
+    client = MlflowClient(store)
+
+    def runs() -> int:
+        return len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
+
+    before = runs()
     with pytest.raises(ConfigError, match="out of range"):
         finetune("pend", FinetuneConfig(skill="4", total_steps=10), store)
     with pytest.raises(Exception, match="was learned on Pendulum-v1"):
         finetune("pend", FinetuneConfig(task="halfcheetah-goal", total_steps=10), store)
+    assert runs() == before  # refusals create no run
     with pytest.raises(ConfigError, match="--skill must be"):
         FinetuneConfig(skill="fast")
 

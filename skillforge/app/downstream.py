@@ -5,6 +5,7 @@ run of the library's MLflow run that survives store outages, and how they report
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,9 +52,16 @@ class DownstreamRun:
 
     @classmethod
     def start(
-        cls, reference: str | None, task: str, kind: str, params: dict, tracking_uri: str | None
+        cls,
+        reference: str | None,
+        task: str,
+        kind: str,
+        params: dict,
+        tracking_uri: str | None,
+        check: Callable[[tracking.LibraryInfo], None] | None = None,
     ) -> DownstreamRun:
-        """Find the library, check the task reuses its env, create the child run."""
+        """Find the library, check the task reuses its env (and `check(info)` passes, if
+        given), then create the child run: a refusal writes nothing."""
         client = tracking.connect(tracking_uri)
         info = tracking.find_library(reference, client=client)
         task = task or info.env_id
@@ -62,6 +70,8 @@ class DownstreamRun:
                 f"library {info.name} was learned on {info.env_id}, but task {task} uses "
                 f"{task_env_id(task)}: observation and action shapes differ"
             )
+        if check is not None:
+            check(info)
         library = load_library(client=client, info=info)
         run = client.create_run(
             client.get_run(info.run_id).info.experiment_id,

@@ -61,13 +61,17 @@ def finetune(
     "finetune" and "sac"."""
     import mlflow
 
-    run = DownstreamRun.start(library, config.task, "finetune", config.to_params(), tracking_uri)
+    def check_skill(info) -> None:
+        if config.skill != "best" and int(config.skill) >= info.n_skills:
+            raise ConfigError(
+                f"--skill {config.skill} is out of range: library {info.name} has skills "
+                f"0..{info.n_skills - 1}"
+            )
+
+    run = DownstreamRun.start(
+        library, config.task, "finetune", config.to_params(), tracking_uri, check_skill
+    )
     n_skills = run.library.n_skills
-    if config.skill != "best" and int(config.skill) >= n_skills:
-        raise ConfigError(
-            f"--skill {config.skill} is out of range: library {run.info.name} has skills "
-            f"0..{n_skills - 1}"
-        )
     eval_seed = config.seed + EVAL_SEED_OFFSET
     lanes = SkillActionEnvs(
         [make_task(run.task) for _ in range(min(n_skills, 8))],
@@ -83,7 +87,8 @@ def finetune(
         lr=config.lr,
         learning_starts=config.learning_starts,
     )
-    alpha = float(run.client.get_run(run.info.run_id).data.params.get("alpha", "0.1") or 0.1)
+    # the library's last entropy coefficient (fixed or learned), as logged during training
+    alpha = float(run.client.get_run(run.info.run_id).data.metrics.get("alpha", 0.1))
     env = make_task(run.task)
     agent = skill_agent(env, run.library, skill, settings, alpha)
     final = {"best-skill": float(skill_returns[best]), "start-skill": float(skill_returns[skill])}

@@ -9,6 +9,7 @@ the evaluation measures of the library it came from. It loads with
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from skillforge.app.checks import check_store_timeout
@@ -69,7 +70,11 @@ def save_library(
         "evaluation": evaluation,
         "source": {"run_id": info.run_id, "library": info.name},
     }
-    return save_checkpoint(library_state, out)
+    path = save_checkpoint(library_state, out)
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)  # a file to share, not a private temp file
+    return path
 
 
 def read_library_file(path: str | Path) -> tuple[dict, PretrainConfig, SkillLibrary]:
