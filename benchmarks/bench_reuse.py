@@ -14,8 +14,8 @@ at the same env-step budget:
 Every final return is greedy, on the same held-out episodes run to their end. Results go
 to `benchmarks/results/reuse.json` (`{"tasks": [{"task", "library", "env_steps",
 "pretrain_steps", "returns": {method: [one final return per seed]}}]}`) and a plot
-`benchmarks/results/reuse.png`. Each (task, seed, command) is recorded as it finishes in
-`<store>/reuse.partial.json`, so an interrupted benchmark continues where it stopped.
+`benchmarks/results/reuse.png`. Every run is an MLflow run of the store, which is also the
+benchmark's record: an interrupted benchmark continues where it stopped.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def ensure_library(library: Library, store: str) -> None:
     pretrain(config, store, evaluation=EvaluationOptions(episodes=5, every=0, video=False))
 
 
-def run_job(job: tuple[str, str, int, str]) -> dict:
+def run_job(job: tuple[str, str, int, str]) -> None:
     """One (task, command, seed) in its own process with one torch thread."""
     import torch
 
@@ -138,7 +138,44 @@ def run_job(job: tuple[str, str, int, str]) -> dict:
         final = {name: final[name] for name in ("finetune", "sac")}
     minutes = (time.perf_counter() - started) / 60
     print(f"{task_name} seed {seed} {command}: {final} ({minutes:.1f} min)", flush=True)
-    return {"task": task_name, "command": command, "seed": seed, "returns": final}
+
+
+def recorded_runs(store: str) -> list[dict]:
+    """Every finished hierarchical and finetune run in the store, as (task, command, seed,
+    final returns): the store is the record, so an interrupted benchmark continues where it
+    stopped and two benchmarks may share a store."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    records, seen = [], set()
+    for kind, command in (("meta", "hierarchical"), ("finetune", "finetune")):
+        query = f"tags.`skillforge.kind` = '{kind}'"
+        for run in client.search_runs(experiments, query, order_by=["attributes.start_time DESC"]):
+            finals = {
+                key.removeprefix("final_return/"): value
+                for key, value in run.data.metrics.items()
+                if key.startswith("final_return/")
+            }
+            if command == "finetune":
+                finals = {m: v for m, v in finals.items() if m in ("finetune", "sac")}
+            else:
+                finals = {m: v for m, v in finals.items() if m != "sac"}
+            params = run.data.params
+            key = (params["task"], command, params["seed"], params["total_steps"])
+            if run.info.status != "FINISHED" or not finals or key in seen:
+                continue  # newest first: a rerun supersedes an earlier run
+            seen.add(key)
+            records.append(
+                {
+                    "task": params["task"],
+                    "command": command,
+                    "seed": int(params["seed"]),
+                    "env_steps": int(params["total_steps"]),
+                    "returns": finals,
+                }
+            )
+    return records
 
 
 def summarise(done: list[dict], seeds: list[int], tasks: list[str]) -> dict:
@@ -223,9 +260,12 @@ def main() -> None:
     for library in {TASKS[name].library for name in tasks}:
         ensure_library(library, store)
 
-    partial = folder / "reuse.partial.json"
-    done = json.loads(partial.read_text()) if partial.is_file() else []
-    finished = {(r["task"], r["command"], r["seed"]) for r in done}
+    finished = {
+        (r["task"], r["command"], r["seed"])
+        for r in recorded_runs(store)
+        if r["env_steps"] == TASKS[r["task"]].env_steps
+        if r["task"] in TASKS
+    }
     jobs = [
         (name, command, seed, store)
         for seed in seeds
@@ -236,10 +276,11 @@ def main() -> None:
     print(f"{len(jobs)} runs to go ({len(finished)} done before)", flush=True)
     context = multiprocessing.get_context("spawn")
     with context.Pool(args.jobs, maxtasksperchild=1) as pool:
-        for record in pool.imap_unordered(run_job, jobs):
-            done.append(record)
-            partial.write_text(json.dumps(done, indent=1))
+        for _ in pool.imap_unordered(run_job, jobs):
+            pass  # each run is recorded in the store
 
+    done = [r for r in recorded_runs(store) if r["task"] in TASKS]
+    done = [r for r in done if r["env_steps"] == TASKS[r["task"]].env_steps]
     summary = summarise(done, seeds, tasks)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)

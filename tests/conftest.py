@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import pytest
 
@@ -24,3 +25,11 @@ def workdir(tmp_path, monkeypatch):
 def store(workdir):
     """A sqlite tracking URI in the temp folder."""
     return f"sqlite:///{workdir / 'mlflow.db'}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many hostile command lines the fuzz tests tried (a figure, not a test: it must not
+    depend on which tests ran or in which order)."""
+    fuzz = sys.modules.get("test_fuzz")
+    if fuzz is not None and fuzz.TRIED:
+        terminalreporter.write_line(f"hostile command lines tried: {len(fuzz.TRIED)}")

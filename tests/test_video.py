@@ -110,7 +110,7 @@ def test_without_pygame_evaluation_goes_on_without_video(monkeypatch):
 
 @pytest.mark.skipif(ctypes.util.find_library("OSMesa") is not None, reason="OSMesa installed")
 def test_a_missing_gl_library_names_the_system_package():
-    code = "from skillforge import video; print(video.rendering_problem('Hopper-v5'))"
+    code = "from skillforge.evaluation import video; print(video.rendering_problem('Hopper-v5'))"
     done = subprocess.run(
         [sys.executable, "-c", code],
         env={"MUJOCO_GL": "osmesa", "PATH": "/usr/bin:/bin"},
