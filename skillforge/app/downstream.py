@@ -54,8 +54,8 @@ class DownstreamRun:
         cls, reference: str | None, task: str, kind: str, params: dict, tracking_uri: str | None
     ) -> DownstreamRun:
         """Find the library, check the task reuses its env, create the child run."""
-        client = tracking.connect(tracking_uri)
         info = tracking.find_library(reference, tracking_uri)
+        client = tracking.connect(tracking_uri)
         task = task or info.env_id
         if task_env_id(task) != info.env_id:
             raise SkillforgeError(

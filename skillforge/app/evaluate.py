@@ -58,8 +58,8 @@ def evaluate_stored(
 
     if episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {episodes}")
-    client = tracking.connect(tracking_uri)
     info = tracking.find_library(reference, tracking_uri)
+    client = tracking.connect(tracking_uri)
     library = load_library(info.run_id, tracking_uri)
     library.name = info.name
     check_env(library)

@@ -19,8 +19,8 @@ def load_library(
 
     A caller that already holds the store's `client` and the library's `info` passes them
     (no second connection, no second lookup)."""
-    client = client or tracking.connect(tracking_uri)
     info = info or tracking.find_library(reference, tracking_uri, experiment)
+    client = client or tracking.connect(tracking_uri)
     library = SkillLibrary.from_checkpoint(local_checkpoint(client, info), name=info.name)
     library.run_id = info.run_id
     return library

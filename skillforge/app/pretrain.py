@@ -134,8 +134,8 @@ def resume(
     check_store_timeout(store_timeout)
     if reference is not None and not str(reference).strip():
         raise ConfigError("--resume needs a library name, a run id or 'latest'")
-    client = tracking.connect(tracking_uri)
     info = tracking.find_library(reference, tracking_uri, experiment)
+    client = tracking.connect(tracking_uri)
     if expected_env is not None and resolve_env_id(expected_env) != info.env_id:
         raise ConfigError(
             f"library {info.name} was trained on {info.env_id}, not {expected_env}; "
@@ -189,8 +189,8 @@ def register(
     evaluate it (unless already done), log the plot and checkpoint, register every skill not
     yet registered. Safe to run again: nothing is logged or registered twice."""
     check_store_timeout(store_timeout)
-    client = tracking.connect(tracking_uri)
     info = tracking.find_library(reference, tracking_uri)
+    client = tracking.connect(tracking_uri)
     run = client.get_run(info.run_id)
     _, checkpoint_path = library_location(client, run, info)
     state = stored_checkpoint(client, run, checkpoint_path)
