@@ -13,11 +13,43 @@ from skillforge.core.errors import (
 from skillforge.rl.features import feature_reader
 
 
+def check_pretraining(config: PretrainConfig) -> None:
+    """Everything about a pretraining run that can be refused before its run is created: it
+    must learn something (`check_learning_starts`) and fit this machine (`check_resources`)."""
+    check_learning_starts(config)
+    check_resources(config)
+
+
+def check_learning_starts(config: PretrainConfig) -> None:
+    """Refuse a run that would end before its first gradient step: its skills would be the
+    random networks they started as, registered as a finished library."""
+    first_update = max(config.learning_starts + 1, config.batch_size)
+    if config.total_steps >= first_update:
+        return
+    half = max(1, config.total_steps // 2)
+    fix = " ".join(
+        f"{option} {half}"
+        for option, value in (
+            ("--learning-starts", config.learning_starts + 1),
+            ("--batch-size", config.batch_size),
+        )
+        if value > config.total_steps
+    )
+    raise ConfigError(
+        f"--steps {config.total_steps:,} ends before the first gradient step (step "
+        f"{first_update:,}: after --learning-starts {config.learning_starts:,} random steps, in "
+        f"batches of --batch-size {config.batch_size}), so no skill would learn; pass e.g. "
+        f"{fix}, or more --steps"
+    )
+
+
 def check_resources(config: PretrainConfig) -> None:
     """Refuse a configuration this machine cannot hold in memory (replay buffer, networks,
-    a batch's activations), a thread count it cannot run or a discriminator prior its env
-    does not have, before anything starts."""
+    a batch's activations), a device or thread count it cannot run, or a discriminator prior
+    its env does not have, before anything starts."""
+    from skillforge.rl.loop import resolve_device
 
+    resolve_device(config.device)  # --device cuda without a CUDA device
     cores = os.cpu_count() or 1
     if config.threads > max(16, 4 * cores):
         raise ConfigError(

@@ -37,6 +37,7 @@ TAG_CONFIG = "skillforge.config"
 TAG_TOTAL_STEPS = "skillforge.total_steps"
 TAG_CHECKPOINT_ROOT = "skillforge.checkpoint_root"
 TAG_CHECKPOINT_STEP = "skillforge.checkpoint_step"
+TAG_EVALUATION = "skillforge.evaluation"
 
 
 class StoreUnavailable(SkillforgeError):
