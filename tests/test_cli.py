@@ -158,18 +158,21 @@ def test_progress_without_a_terminal_prints_plain_lines_with_rate_and_eta(capsys
 
 
 @pytest.mark.parametrize("level", [None, ""])  # unset, or set but blank
-def test_a_fresh_store_is_created_without_mlflow_chatter(tmp_path, level):
+def test_a_run_on_a_fresh_store_prints_no_mlflow_chatter(tmp_path, level):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     if level is not None:
         env["MLFLOW_LOGGING_LEVEL"] = level
+    quick = ["--steps", "300", "--skills", "2", "--eval-episodes", "0", "--no-video"]
     done = subprocess.run(
-        [sys.executable, "-m", "cli.main", "library", "list"],
+        [sys.executable, "-m", "cli.main", "pretrain", "pendulum", *TINY, *quick],
         cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
-    assert done.returncode == 0 and "No skill libraries yet" in done.stdout
-    assert (tmp_path / "mlflow.db").is_file()
-    assert done.stderr == "", done.stderr  # no "INFO mlflow.store.db.utils: Creating ..."
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "mlflow.db").is_file() and "registered  2 skills" in done.stdout
+    # no "INFO mlflow.store.db.utils: Creating ...", no "Successfully registered model ..."
+    assert done.stderr == "", done.stderr
+    assert "Successfully registered" not in done.stdout and "Created version" not in done.stdout
