@@ -157,6 +157,19 @@ def test_progress_without_a_terminal_prints_plain_lines_with_rate_and_eta(capsys
     assert not any("\x1b[" in line for line in lines)  # no terminal escapes in a log
 
 
+def test_the_last_progress_line_is_printed_once(capsys):
+    from cli.progress import TrainingProgress
+
+    with TrainingProgress("DIAYN", log_seconds=0.0, end_message="") as progress:
+        progress.on_start({"step": 0, "total_steps": 4_000})
+        for step in (2_000, 4_000):  # the loop reports the final step too
+            progress.on_step(step, {"log_q_z": -1.25, "discriminator_accuracy": 0.5})
+        progress.on_end(None)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" (")[0] for line in lines] == ["DIAYN 2,000/4,000", "DIAYN 4,000/4,000"]
+    assert "ETA -:--:--" not in lines[-1]  # not a second line with no steps since the first
+
+
 @pytest.mark.parametrize("level", [None, ""])  # unset, or set but blank
 def test_a_run_on_a_fresh_store_prints_no_mlflow_chatter(tmp_path, level):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
