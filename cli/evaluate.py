@@ -67,10 +67,13 @@ def summary(info, report) -> list[str]:
             f"{metrics['discriminator_accuracy']:.3f}  (chance {1 / n:.3f})",
         )
         row("mean log q(z|s)", f"{metrics['log_q_z']:.3f}  (chance {-math.log(n):.3f})")
+        bound = metrics["mutual_information_bound"]
         row(
             "I(S;Z) lower bound",
-            f"{metrics['mutual_information_bound']:.3f} nats = "
-            f"{metrics['mutual_information_fraction']:.2f} of ln N",
+            f"{bound:.3f} nats = {metrics['mutual_information_fraction']:.2f} of ln N"
+            if bound >= 0
+            else f"{bound:.3f} nats: vacuous (I(S;Z) >= 0; log q(z|s) is below chance on "
+            "these held-out states)",
         )
         row("effective skills", f"{metrics['effective_skills']:.2f} of {n}")
     row(
