@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import TrackingUri, app
+from cli.app import Threads, TrackingUri, app
 
 
 @app.command()
@@ -26,6 +26,7 @@ def evaluate(
     ] = True,
     seed: Annotated[int, typer.Option(help="Seed of the evaluation episodes.")] = 0,
     tracking_uri: TrackingUri = None,
+    threads: Threads = 0,
 ) -> None:
     """Measure a library's skills and log the measures, plots and videos to its MLflow run."""
     from skillforge.core.errors import ConfigError
@@ -33,7 +34,10 @@ def evaluate(
     if episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {episodes}")
 
+    from skillforge.app.checks import use_threads
     from skillforge.app.evaluate import evaluate_stored
+
+    use_threads(threads)
 
     def announce(info) -> None:
         typer.echo(

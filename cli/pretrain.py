@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import Experiment, TrackingUri, app, defaults
+from cli.app import Experiment, Threads, TrackingUri, app, defaults
 from skillforge.core.config import (
     DEFAULT_STORE_TIMEOUT,
     EvaluationOptions,
@@ -79,7 +79,7 @@ def pretrain(
         ),
     ] = None,
     tracking_uri: TrackingUri = None,
-    threads: Annotated[int, typer.Option(help="torch threads (0: all cores).")] = PRETRAIN.threads,
+    threads: Threads = PRETRAIN.threads,
     store_timeout: Annotated[
         float,
         typer.Option(

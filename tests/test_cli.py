@@ -70,6 +70,13 @@ def test_bad_input_is_refused_in_one_line(workdir, args, fragments):
     assert not (workdir / "mlflow.db").exists()  # refused before touching the store
 
 
+@pytest.mark.parametrize("command", ["hierarchical", "finetune", "evaluate", "export"])
+def test_the_long_commands_take_threads(workdir, command):
+    assert "--threads" in run(command, "--help").stdout
+    assert_one_line_error(run(command, "--threads", "100000"), "--threads 100000", "cores")
+    assert list(workdir.iterdir()) == []
+
+
 def test_library_commands_on_an_empty_store(workdir):
     result = run("library", "list")
     assert result.exit_code == 0 and "No skill libraries yet" in result.stdout

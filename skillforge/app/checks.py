@@ -50,12 +50,7 @@ def check_resources(config: PretrainConfig) -> None:
     from skillforge.rl.loop import resolve_device
 
     resolve_device(config.device)  # --device cuda without a CUDA device
-    cores = os.cpu_count() or 1
-    if config.threads > max(16, 4 * cores):
-        raise ConfigError(
-            f"--threads {config.threads} is more than this machine can use ({cores} cores); "
-            "use 0 (all cores) or a number up to the cores"
-        )
+    check_threads(config.threads)
     env = make_env(config.env_id)
     obs_dim = int(env.observation_space.shape[0])
     action_dim = int(env.action_space.shape[0])
@@ -78,6 +73,26 @@ def check_resources(config: PretrainConfig) -> None:
             f"{activations / 1e9:,.1f} GB) and this machine has {have / 1e9:,.1f} GB; "
             "lower --buffer-size, --skills, --hidden or --batch-size"
         )
+
+
+def check_threads(threads: int) -> None:
+    """Refuse a `--threads` below 0 or beyond what this machine can use (0: every core)."""
+    cores = os.cpu_count() or 1
+    if not 0 <= threads <= max(16, 4 * cores):
+        raise ConfigError(
+            f"--threads {threads} is not a thread count this machine can use ({cores} cores); "
+            "use 0 (all cores) or a number up to the cores"
+        )
+
+
+def use_threads(threads: int) -> None:
+    """Give torch `threads` intra-op threads (0: torch's default, every core), and the ONNX
+    sessions opened afterwards as many, after `check_threads`."""
+    check_threads(threads)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def check_store_timeout(store_timeout: float) -> None:
