@@ -4,6 +4,7 @@ skillforge repaired, and store paths that cannot be a database refused fast, wri
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -22,6 +23,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from skillforge.app import pretrain as pipeline
 from skillforge.core.config import NO_EVALUATION
+from skillforge.rl.checkpoint import load_checkpoint
 from skillforge.store import tracking
 
 runner = CliRunner()
@@ -134,6 +136,33 @@ def test_mlflow_serves_a_skill_of_a_store_made_by_an_older_skillforge(served_sto
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def test_a_copied_store_uses_its_own_files_and_leaves_the_originals_alone(tmp_path):
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    pipeline.pretrain(
+        tiny_config(name="copied", n_skills=2),
+        f"sqlite:///{original / 'mlflow.db'}",
+        checkpoint_dir=original / "checkpoints",
+        evaluation=NO_EVALUATION,
+    )
+    shutil.copytree(original, copy)  # cp -r: every path in the database is the original's
+    files = sorted(path for path in original.rglob("*") if path.is_file())
+    before = [path.read_bytes() for path in files]
+
+    uri = f"sqlite:///{copy / 'mlflow.db'}"
+    command = ["pretrain", "--resume", "copied", "--steps", "400", "--tracking-uri", uri]
+    resumed = subprocess.run(  # a process of its own: MLflow caches artifact folders by run id
+        [sys.executable, "-m", "cli.main", *command], capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"was moved or copied from {original}" in resumed.stderr
+    assert [path.read_bytes() for path in files] == before  # not a byte of the original
+    assert load_checkpoint(copy / "checkpoints" / "copied" / "checkpoint.pt")["step"] == 400
+    info = tracking.find_library("copied", uri)
+    assert info.checkpoint == str(copy / "checkpoints" / "copied" / "checkpoint.pt")
+    for paths in stored_locations(copy / "mlflow.db").values():
+        assert all(path.startswith(f"{copy}/") for path in paths), paths
 
 
 def test_a_relative_sqlite_uri_is_taken_from_the_working_directory(workdir):

@@ -17,6 +17,9 @@ SQLITE_PREFIX = "sqlite:///"
 ARTIFACT_FOLDER = "mlruns"
 """The artifacts of a sqlite store live in this folder beside its database file."""
 
+STORE_FOLDER_TAG = "skillforge.store_folder"
+"""Tag of the Default experiment: the folder the store was last opened in (to follow a move)."""
+
 LOCATION_COLUMNS = (
     ("experiments", "artifact_location"),
     ("runs", "artifact_uri"),
@@ -134,6 +137,64 @@ def store_lock(uri: str):
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def relocate_moved_store(uri: str, path_tags: tuple[str, ...]) -> str | None:
+    """Follow a store folder that was moved or copied (`cp -r`, with its `mlruns/` and
+    `checkpoints/`): rewrite the paths under the folder it was last opened in (artifact
+    locations, and run tags `path_tags` such as checkpoint paths) to point under the
+    folder it is in now, so a copy uses its own files and never the original's. Call it
+    with the store lock held. Returns the folder the store came from, or None.
+
+    Paths outside the store's folder (a `--checkpoint-dir` elsewhere) are left as they are;
+    a database moved without its `mlruns/` keeps pointing at the artifacts it left."""
+    import sqlite3
+
+    db = sqlite_path(uri)
+    if db is None or not db.is_file():
+        return None
+    here = os.path.abspath(db.parent)
+    with contextlib.closing(sqlite3.connect(db, timeout=30)) as connection, connection:
+        row = connection.execute(
+            "SELECT value FROM experiment_tags WHERE experiment_id = 0 AND key = ?",
+            (STORE_FOLDER_TAG,),
+        ).fetchone()
+        before = row[0] if row else None
+        if before == here or _same_folder(before, here):
+            return None
+        moved = before is not None and (
+            Path(here, ARTIFACT_FOLDER).is_dir() or not Path(before, ARTIFACT_FOLDER).exists()
+        )
+        if before is not None and not moved:
+            return None  # the database alone moved: its artifact paths are still right
+        if moved:
+            prefix = "substr({0}, 1, length(?)) = ?"
+            new = "? || substr({0}, length(?) + 1)"
+            inside = (before + "/", before + "/")
+            for table, column in LOCATION_COLUMNS:
+                connection.execute(
+                    f"UPDATE {table} SET {column} = {new.format(column)} "
+                    f"WHERE {prefix.format(column)}",
+                    (here, before, *inside),
+                )
+            keys = ", ".join("?" * len(path_tags))
+            connection.execute(
+                f"UPDATE tags SET value = {new.format('value')} WHERE key IN ({keys}) "
+                f"AND (value = ? OR {prefix.format('value')})",
+                (here, before, *path_tags, before, *inside),
+            )
+        connection.execute(
+            "INSERT OR REPLACE INTO experiment_tags (key, value, experiment_id) VALUES (?, ?, 0)",
+            (STORE_FOLDER_TAG, here),
+        )
+    return before if moved else None
+
+
+def _same_folder(one: str | None, other: str) -> bool:
+    try:
+        return one is not None and os.path.samefile(one, other)
+    except OSError:
+        return False
 
 
 def place_default_experiment(uri: str) -> None:

@@ -15,6 +15,7 @@ from skillforge.store.paths import (
     artifact_root,
     check_sqlite_file,
     place_default_experiment,
+    relocate_moved_store,
     repair_artifact_locations,
     resolve_tracking_uri,
     shown_uri,
@@ -90,11 +91,18 @@ def connect(uri: str | None = None):
             if new_store:
                 place_default_experiment(uri)
             repair_artifact_locations(uri)
+            moved_from = relocate_moved_store(uri, (TAG_CHECKPOINT, TAG_CHECKPOINT_ROOT))
     except SkillforgeError:
         raise
     except Exception as error:  # any store failure: one line for the user
         message = f"cannot open the MLflow store {shown_uri(uri)}: {first_line(error)}"
         raise SkillforgeError(message) from None
+    if moved_from is not None:
+        logger.warning(
+            "the store %s was moved or copied from %s: its files are now the ones beside it",
+            uri,
+            moved_from,
+        )
     return client
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from skillforge.core.errors import SkillforgeError
 from skillforge.store.paths import artifact_root
+from skillforge.store.tracking import connect
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -67,6 +68,7 @@ class UiServer:
         """Start the UI and wait until it answers HTTP; returns its address."""
         if port_in_use(self.host, self.port):
             raise UiError(f"port {self.port} on {self.host} is in use; pick another with --port")
+        connect(self.uri)  # the schema made, a moved store's paths followed, older ones repaired
         env = dict(os.environ)
         bin_dir = str(Path(sys.executable).parent)  # mlflow execs the venv's uvicorn
         env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
