@@ -83,4 +83,8 @@ TrackingUri = Annotated[
         show_default=False,
     ),
 ]
+Threads = Annotated[
+    int,
+    typer.Option(help="torch and onnxruntime threads (0: all cores).", show_default=True),
+]
 Experiment = Annotated[str, typer.Option("--experiment", help="MLflow experiment.")]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import TrackingUri, app
+from cli.app import Threads, TrackingUri, app
 
 
 @app.command()
@@ -26,6 +26,7 @@ def evaluate(
     ] = True,
     seed: Annotated[int, typer.Option(help="Seed of the evaluation episodes.")] = 0,
     tracking_uri: TrackingUri = None,
+    threads: Threads = 0,
 ) -> None:
     """Measure a library's skills and log the measures, plots and videos to its MLflow run."""
     from skillforge.core.errors import ConfigError
@@ -33,7 +34,10 @@ def evaluate(
     if episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {episodes}")
 
+    from skillforge.app.checks import use_threads
     from skillforge.app.evaluate import evaluate_stored
+
+    use_threads(threads)
 
     def announce(info) -> None:
         typer.echo(
@@ -67,10 +71,13 @@ def summary(info, report) -> list[str]:
             f"{metrics['discriminator_accuracy']:.3f}  (chance {1 / n:.3f})",
         )
         row("mean log q(z|s)", f"{metrics['log_q_z']:.3f}  (chance {-math.log(n):.3f})")
+        bound = metrics["mutual_information_bound"]
         row(
             "I(S;Z) lower bound",
-            f"{metrics['mutual_information_bound']:.3f} nats = "
-            f"{metrics['mutual_information_fraction']:.2f} of ln N",
+            f"{bound:.3f} nats = {metrics['mutual_information_fraction']:.2f} of ln N"
+            if bound >= 0
+            else f"{bound:.3f} nats: vacuous (I(S;Z) >= 0; log q(z|s) is below chance on "
+            "these held-out states)",
         )
         row("effective skills", f"{metrics['effective_skills']:.2f} of {n}")
     row(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import TrackingUri, app
+from cli.app import Threads, TrackingUri, app
 
 
 @app.command("export")
@@ -52,13 +52,16 @@ def export(
         ),
     ] = False,
     tracking_uri: TrackingUri = None,
+    threads: Threads = 0,
 ) -> None:
     """Export a skill library: one file per skill, a library file, a manifest; checked
     against PyTorch with onnxruntime (or TorchScript) before anything is written."""
     skill_list = _parse_skills(skills)
 
+    from skillforge.app.checks import use_threads
     from skillforge.app.export import export_saved_library
 
+    use_threads(threads)
     result = export_saved_library(
         library,
         checkpoint=from_checkpoint,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import TrackingUri, app, defaults
+from cli.app import Threads, TrackingUri, app, defaults
 from skillforge.core.config import FinetuneConfig
 
 FINETUNE = defaults(FinetuneConfig)
@@ -52,6 +52,7 @@ def finetune(
         int, typer.Option(help="Greedy held-out episodes for every final return.")
     ] = FINETUNE.eval_episodes,
     tracking_uri: TrackingUri = None,
+    threads: Threads = 0,
 ) -> None:
     """Fine-tune one skill with SAC on a task's real reward (DIAYN section 4.2.1)."""
     from skillforge.core.config import parse_baselines
@@ -71,7 +72,10 @@ def finetune(
         task_env_id(task)  # refuse an unknown task before loading torch and mlflow
 
     from cli.progress import phase_bars
+    from skillforge.app.checks import use_threads
     from skillforge.app.finetune import finetune as run_finetune
+
+    use_threads(threads)
 
     with phase_bars() as progress_for:
         result = run_finetune(library, config, tracking_uri, progress_for)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import TrackingUri, app, defaults
+from cli.app import Threads, TrackingUri, app, defaults
 from skillforge.core.config import HierarchicalConfig
 
 HIERARCHICAL = defaults(HierarchicalConfig)
@@ -56,6 +56,7 @@ def hierarchical(
         ),
     ] = HIERARCHICAL.validation_episodes,
     tracking_uri: TrackingUri = None,
+    threads: Threads = 0,
 ) -> None:
     """Train a meta-controller that picks a frozen skill every K steps, on a task's real reward."""
     from skillforge.core.config import parse_baselines
@@ -76,7 +77,10 @@ def hierarchical(
         task_env_id(task)  # refuse an unknown task before loading torch and mlflow
 
     from cli.progress import phase_bars
+    from skillforge.app.checks import use_threads
     from skillforge.app.hierarchical import train_hierarchical
+
+    use_threads(threads)
 
     with phase_bars() as progress_for:
         result = train_hierarchical(library, config, tracking_uri, progress_for)

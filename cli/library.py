@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.app import TrackingUri, app
-from skillforge.core.config import DEFAULT_STORE_TIMEOUT
+from skillforge.core.config import DEFAULT_STORE_TIMEOUT, EvaluationOverrides
 
 library_app = typer.Typer(
     help="Inspect the skill libraries in the MLflow store.", no_args_is_help=True
@@ -118,14 +118,31 @@ def library_register(
     store_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for an unreachable tracking server.")
     ] = DEFAULT_STORE_TIMEOUT,
+    eval_episodes: Annotated[
+        int | None,
+        typer.Option(
+            help="Episodes per skill in the final evaluation (0: none). Default: the run's own.",
+            show_default=False,
+        ),
+    ] = None,
+    video: Annotated[
+        bool | None,
+        typer.Option(
+            "--video/--no-video",
+            help="Film every skill. Default: as the run chose.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Finish a library whose training is done: send the metrics kept while the tracking
-    server was away, evaluate it, register every skill not yet registered. Safe to repeat."""
+    server was away, evaluate it (as its pretrain chose, unless told otherwise), register
+    every skill not yet registered. Safe to repeat."""
     from cli.pretrain import echoed_warnings, print_result
     from skillforge.app import pretrain as pipeline
 
+    evaluation = EvaluationOverrides(episodes=eval_episodes, video=video)
     with echoed_warnings():
-        result = pipeline.register(library, tracking_uri, store_timeout=store_timeout)
+        result = pipeline.register(library, tracking_uri, evaluation, store_timeout)
     print_result(result)
 
 

@@ -8,8 +8,13 @@ from typing import Annotated
 
 import typer
 
-from cli.app import Experiment, TrackingUri, app, defaults
-from skillforge.core.config import DEFAULT_STORE_TIMEOUT, EvaluationOptions, PretrainConfig
+from cli.app import Experiment, Threads, TrackingUri, app, defaults
+from skillforge.core.config import (
+    DEFAULT_STORE_TIMEOUT,
+    EvaluationOptions,
+    EvaluationOverrides,
+    PretrainConfig,
+)
 
 PRETRAIN = defaults(PretrainConfig)
 EVALUATION = defaults(EvaluationOptions)
@@ -74,7 +79,7 @@ def pretrain(
         ),
     ] = None,
     tracking_uri: TrackingUri = None,
-    threads: Annotated[int, typer.Option(help="torch threads (0: all cores).")] = PRETRAIN.threads,
+    threads: Threads = PRETRAIN.threads,
     store_timeout: Annotated[
         float,
         typer.Option(
@@ -83,15 +88,21 @@ def pretrain(
         ),
     ] = DEFAULT_STORE_TIMEOUT,
     eval_every: Annotated[
-        int,
+        int | None,
         typer.Option(
             help="Env steps between held-out evaluations during training, without video "
-            "(0: only at the end)."
+            f"(0: only at the end). Default {EVALUATION.every}; with --resume: the run's own.",
+            show_default=False,
         ),
-    ] = EVALUATION.every,
+    ] = None,
     eval_episodes: Annotated[
-        int, typer.Option(help="Episodes per skill in the final evaluation (0: none).")
-    ] = EVALUATION.episodes,
+        int | None,
+        typer.Option(
+            help=f"Episodes per skill in the final evaluation (0: none). Default "
+            f"{EVALUATION.episodes}; with --resume: the run's own.",
+            show_default=False,
+        ),
+    ] = None,
     discriminator_features: Annotated[
         str,
         typer.Option(
@@ -101,8 +112,13 @@ def pretrain(
         ),
     ] = PRETRAIN.discriminator_features,
     video: Annotated[
-        bool, typer.Option("--video/--no-video", help="Film every skill at the end.")
-    ] = EVALUATION.video,
+        bool | None,
+        typer.Option(
+            "--video/--no-video",
+            help="Film every skill at the end. Default: film; with --resume: the run's choice.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Pretrain a library of N skills with DIAYN; every skill is registered in MLflow."""
     from skillforge.core.config import parse_alpha
@@ -138,14 +154,14 @@ def pretrain(
         make_env(env_id).close()  # refuse discrete or broken envs before loading torch
     elif steps is not None and steps < 1:
         raise typer.BadParameter(f"--steps must be positive, got {steps}")
-    if eval_every < 0 or eval_episodes < 0:
-        raise typer.BadParameter("--eval-every and --eval-episodes must be >= 0")
+    evaluation = EvaluationOverrides(eval_episodes, eval_every, video)
+    if resume is None:
+        evaluation = evaluation.applied_to(EvaluationOptions())
 
     from cli.progress import TrainingProgress
     from skillforge.app import pretrain as pipeline
     from skillforge.core.errors import TrainingInterrupted
 
-    evaluation = EvaluationOptions(eval_episodes, eval_every, video)
     progress = TrainingProgress()
     try:
         with echoed_warnings(), progress:

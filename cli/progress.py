@@ -91,7 +91,7 @@ class TrainingProgress:
     def on_end(self, result) -> None:
         task = self.progress.tasks[self.task]
         self.progress.update(self.task, completed=task.total)
-        if not self.live:
+        if not self.live and self._plain.since_step != task.total:  # unless the last line was
             self._print(self._plain.line(int(task.total), task.fields.get("summary", "")))
         if self.end_message:
             self._print(self.end_message)

@@ -4,11 +4,12 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 import torch
 
-from skillforge.core.errors import CheckpointError
+from skillforge.core.errors import CheckpointError, first_line
 from skillforge.rl.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -70,6 +71,37 @@ def test_malicious_pickle_is_refused_without_running_code(tmp_path):
     with pytest.raises(CheckpointError, match="refusing to load"):
         load_checkpoint(path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("zipped", [False, True], ids=["plain pickle", "torch zip"])
+def test_a_crafted_pickle_is_refused_in_whole_words_without_torchs_warning(tmp_path, zipped):
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    path = tmp_path / "evil.pt"
+    payload = {"format": "skillforge-checkpoint", "x": Exploit()}
+    if zipped:
+        torch.save(payload, path)
+    else:
+        with open(path, "wb") as handle:
+            pickle.dump(payload, handle)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError) as refused:
+            load_checkpoint(path)
+    assert [str(warning.message) for warning in caught] == []
+    message = str(refused.value)
+    assert message.startswith(f"refusing to load {path}: it holds more than plain tensors (")
+    assert message.endswith("), and loading that could run code")
+    assert ("posix.system" in message) == zipped and "weights_only" not in message
+
+
+def test_quoted_messages_are_cut_at_a_word_end():
+    error = RuntimeError("the quick brown fox jumps over the lazy dog\nsecond line")
+    assert first_line(error, 100) == "the quick brown fox jumps over the lazy dog"
+    assert first_line(error, 17) == "the quick brown..."
+    assert first_line(RuntimeError()) == "RuntimeError"
 
 
 @pytest.mark.parametrize("content", [b"", b"garbage" * 10])

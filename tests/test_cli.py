@@ -70,6 +70,13 @@ def test_bad_input_is_refused_in_one_line(workdir, args, fragments):
     assert not (workdir / "mlflow.db").exists()  # refused before touching the store
 
 
+@pytest.mark.parametrize("command", ["hierarchical", "finetune", "evaluate", "export"])
+def test_the_long_commands_take_threads(workdir, command):
+    assert "--threads" in run(command, "--help").stdout
+    assert_one_line_error(run(command, "--threads", "100000"), "--threads 100000", "cores")
+    assert list(workdir.iterdir()) == []
+
+
 def test_library_commands_on_an_empty_store(workdir):
     result = run("library", "list")
     assert result.exit_code == 0 and "No skill libraries yet" in result.stdout
@@ -157,19 +164,35 @@ def test_progress_without_a_terminal_prints_plain_lines_with_rate_and_eta(capsys
     assert not any("\x1b[" in line for line in lines)  # no terminal escapes in a log
 
 
+def test_the_last_progress_line_is_printed_once(capsys):
+    from cli.progress import TrainingProgress
+
+    with TrainingProgress("DIAYN", log_seconds=0.0, end_message="") as progress:
+        progress.on_start({"step": 0, "total_steps": 4_000})
+        for step in (2_000, 4_000):  # the loop reports the final step too
+            progress.on_step(step, {"log_q_z": -1.25, "discriminator_accuracy": 0.5})
+        progress.on_end(None)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" (")[0] for line in lines] == ["DIAYN 2,000/4,000", "DIAYN 4,000/4,000"]
+    assert "ETA -:--:--" not in lines[-1]  # not a second line with no steps since the first
+
+
 @pytest.mark.parametrize("level", [None, ""])  # unset, or set but blank
-def test_a_fresh_store_is_created_without_mlflow_chatter(tmp_path, level):
+def test_a_run_on_a_fresh_store_prints_no_mlflow_chatter(tmp_path, level):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     if level is not None:
         env["MLFLOW_LOGGING_LEVEL"] = level
+    quick = ["--steps", "300", "--skills", "2", "--eval-episodes", "0", "--no-video"]
     done = subprocess.run(
-        [sys.executable, "-m", "cli.main", "library", "list"],
+        [sys.executable, "-m", "cli.main", "pretrain", "pendulum", *TINY, *quick],
         cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
-    assert done.returncode == 0 and "No skill libraries yet" in done.stdout
-    assert (tmp_path / "mlflow.db").is_file()
-    assert done.stderr == "", done.stderr  # no "INFO mlflow.store.db.utils: Creating ..."
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "mlflow.db").is_file() and "registered  2 skills" in done.stdout
+    # no "INFO mlflow.store.db.utils: Creating ...", no "Successfully registered model ..."
+    assert done.stderr == "", done.stderr
+    assert "Successfully registered" not in done.stdout and "Created version" not in done.stdout

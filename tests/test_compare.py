@@ -173,3 +173,31 @@ def test_periodic_evaluation_logs_to_the_run_during_training(store, tmp_path):
     for key in ("eval/log_q_z", "eval/effective_skills", "eval/coverage_bins"):
         assert [m.step for m in client.get_metric_history(run_id, key)] == [100, 200], key
     assert client.get_run(run_id).data.tags["skillforge.coverage"].startswith("pole angle")
+
+
+def test_a_negative_information_bound_is_shown_as_vacuous():
+    import numpy as np
+
+    from cli.evaluate import summary
+    from skillforge.evaluation.report import EvaluationReport
+
+    scores = {
+        "discriminator_accuracy": 0.25,
+        "log_q_z": -9.2,
+        "mutual_information_bound": -9.2 + math.log(4),
+        "mutual_information_fraction": (-9.2 + math.log(4)) / math.log(4),
+        "effective_skills": 1.0,
+    }
+    report = EvaluationReport(
+        "tiny", "Pendulum-v1", 4, 1, 0, np.zeros((4, 1)), np.ones((4, 1)), scores,
+        None, None, None, "", 0.0, [[]] * 4,
+    )  # fmt: skip
+    info = tracking.LibraryInfo("tiny", "r", "Pendulum-v1", 4, 300, -0.2, "finished", 0, "e", "")
+    line = next(line for line in summary(info, report) if "I(S;Z) lower bound" in line)
+    assert "-7.814 nats: vacuous" in line
+
+    metrics = {f"eval/{key}": value for key, value in scores.items()}
+    record = tracking.LibraryRecord(info, "1", metrics, {}, {})
+    rows = {row[0]: row[1] for row in compare.comparison([record]) if row[0].startswith("I(S")}
+    assert rows["I(S;Z) lower bound, nats"] == "-7.814"
+    assert rows["I(S;Z) bound floored at 0 (< 0: vacuous)"] == "0.000"

@@ -323,6 +323,21 @@ def test_export_from_a_checkpoint_file(trained, workdir):
     assert manifest["parity"]["passed"]
 
 
+def test_threads_reach_torch_and_the_onnx_sessions(trained, workdir):
+    from skillforge.skills.onnx_session import onnx_session
+
+    previous = torch.get_num_threads()
+    try:
+        checkpoint = trained.result.checkpoint_path
+        result = invoke("export", "--from-checkpoint", checkpoint, "--threads", "1")
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 1
+        session = onnx_session(workdir / "exports" / NAME / "library.onnx")
+        assert session.get_session_options().intra_op_num_threads == 1
+    finally:
+        torch.set_num_threads(previous)
+
+
 REFUSALS = [
     (["nope"], ["no library named 'nope'", NAME]),
     ([NAME, "--format", "tflite"], ["unknown format 'tflite'", "onnx, torchscript"]),

@@ -4,11 +4,13 @@ import ctypes.util
 import os
 import subprocess
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from skillforge.core.config import MAX_SKILLS
 from skillforge.core.envs import make_env
 from skillforge.evaluation import video
 from skillforge.evaluation.files import write_files
@@ -69,6 +71,28 @@ def test_pendulum_plots_and_videos_are_written(tmp_path):
     grid = gif_frames(tmp_path / "videos" / "all_skills.gif")
     assert grid[0].shape == (256, 256, 3)  # 2 x 2 tiles for 3 skills
     assert len(grid) >= 2  # Pillow merges identical frames; the pendulum moves
+
+
+def test_the_videos_of_many_skills_are_bounded_in_memory(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (128, 128, 3), dtype=np.uint8) for _ in range(20)]
+    clips = [frames] * MAX_SKILLS  # the same arrays: the clips themselves cost nothing here
+    tracemalloc.start()
+    try:
+        video.write_grid_gif(clips, tmp_path / "grid.gif", 0.05)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    grid = gif_frames(tmp_path / "grid.gif")
+    assert len(grid) == 20 and grid[0].shape == (video.GRID_SIDE, video.GRID_SIDE, 3)
+    assert peak < 24 * 2**20  # a frame (3 MB) at a time, not all twenty
+    tall = next(video.grid_frames([[np.zeros((4000, 100, 3), dtype=np.uint8)]] * 2))
+    assert max(tall.shape[:2]) <= video.GRID_SIDE  # high as well as wide
+    # every skill's clip together: frames shrink as skills add up
+    for n_skills, size in ((3, 128), (MAX_SKILLS, 59)):
+        settings = video.ClipSettings.for_env("Pendulum-v1", 128, 100, clips=n_skills)
+        assert settings.size == size
+        assert 3 * size**2 * settings.max_frames * n_skills <= video.CLIPS_BYTES
 
 
 def test_hopper_renders_headless_and_replayed_states_look_like_live_frames(tmp_path):

@@ -13,17 +13,44 @@ from skillforge.core.errors import (
 from skillforge.rl.features import feature_reader
 
 
+def check_pretraining(config: PretrainConfig) -> None:
+    """Everything about a pretraining run that can be refused before its run is created: it
+    must learn something (`check_learning_starts`) and fit this machine (`check_resources`)."""
+    check_learning_starts(config)
+    check_resources(config)
+
+
+def check_learning_starts(config: PretrainConfig) -> None:
+    """Refuse a run that would end before its first gradient step: its skills would be the
+    random networks they started as, registered as a finished library."""
+    first_update = max(config.learning_starts + 1, config.batch_size)
+    if config.total_steps >= first_update:
+        return
+    half = max(1, config.total_steps // 2)
+    fix = " ".join(
+        f"{option} {half}"
+        for option, value in (
+            ("--learning-starts", config.learning_starts + 1),
+            ("--batch-size", config.batch_size),
+        )
+        if value > config.total_steps
+    )
+    raise ConfigError(
+        f"--steps {config.total_steps:,} ends before the first gradient step (step "
+        f"{first_update:,}: after --learning-starts {config.learning_starts:,} random steps, in "
+        f"batches of --batch-size {config.batch_size}), so no skill would learn; pass e.g. "
+        f"{fix}, or more --steps"
+    )
+
+
 def check_resources(config: PretrainConfig) -> None:
     """Refuse a configuration this machine cannot hold in memory (replay buffer, networks,
-    a batch's activations), a thread count it cannot run or a discriminator prior its env
-    does not have, before anything starts."""
+    a batch's activations), a device or thread count it cannot run, or a discriminator prior
+    its env does not have, before anything starts."""
+    from skillforge.rl.loop import resolve_device
 
-    cores = os.cpu_count() or 1
-    if config.threads > max(16, 4 * cores):
-        raise ConfigError(
-            f"--threads {config.threads} is more than this machine can use ({cores} cores); "
-            "use 0 (all cores) or a number up to the cores"
-        )
+    resolve_device(config.device)  # --device cuda without a CUDA device
+    check_threads(config.threads)
     env = make_env(config.env_id)
     obs_dim = int(env.observation_space.shape[0])
     action_dim = int(env.action_space.shape[0])
@@ -46,6 +73,26 @@ def check_resources(config: PretrainConfig) -> None:
             f"{activations / 1e9:,.1f} GB) and this machine has {have / 1e9:,.1f} GB; "
             "lower --buffer-size, --skills, --hidden or --batch-size"
         )
+
+
+def check_threads(threads: int) -> None:
+    """Refuse a `--threads` below 0 or beyond what this machine can use (0: every core)."""
+    cores = os.cpu_count() or 1
+    if not 0 <= threads <= max(16, 4 * cores):
+        raise ConfigError(
+            f"--threads {threads} is not a thread count this machine can use ({cores} cores); "
+            "use 0 (all cores) or a number up to the cores"
+        )
+
+
+def use_threads(threads: int) -> None:
+    """Give torch `threads` intra-op threads (0: torch's default, every core), and the ONNX
+    sessions opened afterwards as many, after `check_threads`."""
+    check_threads(threads)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def check_store_timeout(store_timeout: float) -> None:

@@ -62,7 +62,7 @@ class DownstreamRun:
     ) -> DownstreamRun:
         """Find the library, check the task reuses its env (and `check(info)` passes, if
         given), then create the child run: a refusal writes nothing."""
-        client = tracking.connect(tracking_uri)
+        client = tracking.connect_existing(tracking_uri)
         info = tracking.find_library(reference, client=client)
         task = task or info.env_id
         if task_env_id(task) != info.env_id:

@@ -58,7 +58,7 @@ def evaluate_stored(
 
     if episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {episodes}")
-    client = tracking.connect(tracking_uri)
+    client = tracking.connect_existing(tracking_uri)
     info = tracking.find_library(reference, client=client)
     library = load_library(client=client, info=info)
     library.name = info.name

@@ -43,7 +43,7 @@ def export_saved_library(
         library = SkillLibrary.from_checkpoint(checkpoint)
         source = {"checkpoint": str(Path(checkpoint).resolve())}
     else:
-        client = tracking.connect(tracking_uri)
+        client = tracking.connect_existing(tracking_uri)
         info = tracking.find_library(reference, client=client)
         library = load_library(client=client, info=info)
         source = {

@@ -24,7 +24,7 @@ def show_library(
     reference: str, tracking_uri: str | None = None
 ) -> tuple[LibraryInfo, list[SkillInfo]]:
     """One library and its skills (registered model, evaluated return)."""
-    client = tracking.connect(tracking_uri)
+    client = tracking.connect_existing(tracking_uri)
     info = tracking.find_library(reference, client=client)
     return info, library_skills(info, client=client)
 

@@ -48,7 +48,7 @@ def save_library(
         raise ConfigError(f"{out} already exists; pass --force to replace it")
     if out.is_dir():
         raise ConfigError(f"{out} is a folder; name a file, e.g. {out / 'library.pt'}")
-    client = tracking.connect(tracking_uri)
+    client = tracking.connect_existing(tracking_uri)
     info = tracking.find_library(reference, client=client)
     state = load_checkpoint(local_checkpoint(client, info))
     config = _config_of(state, info.checkpoint or str(out))

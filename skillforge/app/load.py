@@ -19,7 +19,7 @@ def load_library(
 
     A caller that already holds the store's `client` and the library's `info` passes them
     (no second connection, no second lookup)."""
-    client = client or tracking.connect(tracking_uri)
+    client = client or tracking.connect_existing(tracking_uri)
     info = info or tracking.find_library(reference, experiment=experiment, client=client)
     library = SkillLibrary.from_checkpoint(local_checkpoint(client, info), name=info.name)
     library.run_id = info.run_id

@@ -30,15 +30,18 @@ def default_library_name(env_id: str, n_skills: int, run_id: str) -> str:
 
 
 def checkpoint_root(checkpoint_dir: str | os.PathLike) -> Path:
-    """The absolute checkpoint folder, created and checked writable (else a ConfigError)."""
+    """The absolute checkpoint folder, checked writable (else a ConfigError) but not created:
+    a refusal after this check leaves no empty folder (the first checkpoint makes it)."""
     text = os.fspath(checkpoint_dir)
     if not text.strip() or "\x00" in text:
         raise ConfigError(f"--checkpoint-dir must name a folder, got {text!r}")
     root = Path(os.path.expanduser(text)).resolve()  # like a shell: an unknown ~user stays
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=root, prefix=".skillforge-write-test-"):
-            pass
+        existing = next(folder for folder in (root, *root.parents) if folder.exists())
+        if not existing.is_dir():
+            raise NotADirectoryError(20, f"{existing} is a file, not a folder")
+        # a folder made and removed where the first missing one would go: nothing stays
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".skillforge-write-test-"))
     except OSError as error:
         raise ConfigError(
             f"cannot write checkpoints to {root}: {error.strerror or error}"

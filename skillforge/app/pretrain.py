@@ -19,9 +19,9 @@ import json
 import logging
 from pathlib import Path
 
-from skillforge.app.checks import check_resources, check_store_timeout
+from skillforge.app.checks import check_pretraining, check_store_timeout
 from skillforge.app.completion import complete_library, last_good_checkpoint, record_end
-from skillforge.app.library_run import LibraryRun, PretrainResult
+from skillforge.app.library_run import LibraryRun, PretrainResult, evaluation_tag, run_evaluation
 from skillforge.app.locations import (
     checkpoint_path_for,
     checkpoint_root,
@@ -35,7 +35,9 @@ from skillforge.app.locations import (
 from skillforge.core.config import (
     DEFAULT_EVALUATION,
     DEFAULT_STORE_TIMEOUT,
+    RECORDED_EVALUATION,
     EvaluationOptions,
+    EvaluationOverrides,
     PretrainConfig,
 )
 from skillforge.core.envs import resolve_env_id
@@ -65,16 +67,18 @@ def pretrain(
 ) -> PretrainResult:
     """Pretrain a new skill library and track it as one MLflow run, every skill registered.
 
-    Refuses, before anything is written: a configuration that cannot fit in memory, a
-    checkpoint folder it cannot write, a library name already taken.
+    Refuses, before anything is written: a run that would end before learning starts, a
+    configuration this machine cannot hold or run, a checkpoint folder it cannot write, a
+    store it cannot open, a library name already taken.
     """
     check_store_timeout(store_timeout)
-    check_resources(config)
+    check_pretraining(config)
     root = checkpoint_root(checkpoint_dir)
+    if config.name:
+        refuse_leftover_checkpoint(checkpoint_path_for(root, config.name))
     client = tracking.connect(tracking_uri)
     if config.name:
         tracking.refuse_taken_name(client, config.name)
-        refuse_leftover_checkpoint(checkpoint_path_for(root, config.name))
     job = start_library_run(client, config, experiment, root, evaluation, store_timeout)
     return _run(job, callbacks, state=None, sent_step=-1)
 
@@ -100,6 +104,7 @@ def start_library_run(
         tracking.TAG_TOTAL_STEPS: str(config.total_steps),
         tracking.TAG_CHECKPOINT_ROOT: str(root),
         tracking.TAG_CONFIG: json.dumps(config.to_dict()),
+        tracking.TAG_EVALUATION: evaluation_tag(evaluation),
     }
     if config.name:
         tags[tracking.TAG_LIBRARY] = config.name
@@ -119,7 +124,7 @@ def resume(
     experiment: str | None = None,
     total_steps: int | None = None,
     callbacks=(),
-    evaluation: EvaluationOptions = DEFAULT_EVALUATION,
+    evaluation: EvaluationOptions | EvaluationOverrides = RECORDED_EVALUATION,
     expected_env: str | None = None,
     store_timeout: float = DEFAULT_STORE_TIMEOUT,
 ) -> PretrainResult:
@@ -128,13 +133,14 @@ def resume(
     A run killed before its first checkpoint starts again from step 0 (same config, same
     seed: the same result). A run whose training finished but whose evaluation or
     registration did not (a kill, an unreachable store) is completed. `total_steps` larger
-    than the steps done extends a library. `expected_env`, when given, must name the
-    library's environment (a guard for the CLI).
+    than the steps done extends a library. It is evaluated as its run recorded, with the
+    `evaluation` overrides given (complete options replace them). `expected_env`, when
+    given, must name the library's environment (a guard for the CLI).
     """
     check_store_timeout(store_timeout)
     if reference is not None and not str(reference).strip():
         raise ConfigError("--resume needs a library name, a run id or 'latest'")
-    client = tracking.connect(tracking_uri)
+    client = tracking.connect_existing(tracking_uri)
     info = tracking.find_library(reference, experiment=experiment, client=client)
     if expected_env is not None and resolve_env_id(expected_env) != info.env_id:
         raise ConfigError(
@@ -157,39 +163,40 @@ def resume(
             f"library {config.name} was imported from a library file (weights only, no replay "
             "buffer or optimiser): it cannot be trained further"
         )
-    status = run.data.tags.get(tracking.TAG_STATUS, "")
+    finished = run.data.tags.get(tracking.TAG_STATUS) == "finished"
     sent_step = int(run.data.tags.get(tracking.TAG_STEP, -1) or -1)
-    if step >= config.total_steps:
-        if status != "finished" or run.info.status != "FINISHED":  # completion cut short
-            job = LibraryRun(
-                client, run.info.run_id, config, checkpoint_path, evaluation, store_timeout
-            )
-            return complete_from_state(job, state, sent_step)
+    if step >= config.total_steps and finished and run.info.status == "FINISHED":
         raise ConfigError(
             f"library {config.name} already ran {step:,} of its "
             f"{config.total_steps:,} steps; pass a larger --steps to continue it"
         )
+    if step < config.total_steps:
+        check_pretraining(config)
+    evaluation = run_evaluation(client, run, evaluation)
+    job = LibraryRun(client, info.run_id, config, checkpoint_path, evaluation, store_timeout)
+    if step >= config.total_steps:  # training done, completion cut short
+        return complete_from_state(job, state, sent_step)
     if state is None:
         logger.warning("library %s has no checkpoint yet: starting it from step 0", config.name)
     remove_stale_temp_files(checkpoint_path)
     client.set_tag(info.run_id, tracking.TAG_TOTAL_STEPS, str(config.total_steps))
     if not run.data.params:  # killed before its params were logged
         tracking.log_params(client, info.run_id, {**config.to_params(), **_run_versions()})
-    job = LibraryRun(client, info.run_id, config, checkpoint_path, evaluation, store_timeout)
     return _run(job, callbacks, state, sent_step)
 
 
 def register(
     reference: str,
     tracking_uri: str | None = None,
-    evaluation: EvaluationOptions = DEFAULT_EVALUATION,
+    evaluation: EvaluationOptions | EvaluationOverrides = RECORDED_EVALUATION,
     store_timeout: float = DEFAULT_STORE_TIMEOUT,
 ) -> PretrainResult:
     """Finish a library whose training is done: send the metrics still in its journal,
-    evaluate it (unless already done), log the plot and checkpoint, register every skill not
-    yet registered. Safe to run again: nothing is logged or registered twice."""
+    evaluate it (unless already done; as its run recorded, with the `evaluation` overrides
+    given), log the plot and checkpoint, register every skill not yet registered. Safe to
+    run again: nothing is logged or registered twice."""
     check_store_timeout(store_timeout)
-    client = tracking.connect(tracking_uri)
+    client = tracking.connect_existing(tracking_uri)
     info = tracking.find_library(reference, client=client)
     run = client.get_run(info.run_id)
     _, checkpoint_path = library_location(client, run, info)
@@ -208,6 +215,7 @@ def register(
             f"training with: skillforge pretrain --resume {name}"
         )
     sent_step = int(run.data.tags.get(tracking.TAG_STEP, -1) or -1)
+    evaluation = run_evaluation(client, run, evaluation)
     job = LibraryRun(client, info.run_id, config, checkpoint_path, evaluation, store_timeout)
     return complete_from_state(job, state, sent_step)
 

@@ -10,7 +10,12 @@ import math
 from dataclasses import dataclass
 
 from skillforge.core.errors import ConfigError
-from skillforge.core.names import is_valid_name
+from skillforge.core.names import RESERVED_NAMES, is_valid_name
+
+MAX_SKILLS = 256
+"""The most skills a library may have. Every skill is a registered model, a held-out
+evaluation and a video, each growing with N: registering 806 skills took more than five
+minutes, and their videos gigabytes of memory."""
 
 
 def _require(condition: bool, message: str) -> None:
@@ -64,7 +69,10 @@ class PretrainConfig:
         object.__setattr__(
             self, "discriminator_features", check_feature_syntax(self.discriminator_features)
         )
-        _require(self.n_skills >= 2, f"--skills must be at least 2, got {self.n_skills}")
+        _require(
+            2 <= self.n_skills <= MAX_SKILLS,
+            f"--skills must be from 2 to {MAX_SKILLS}, got {self.n_skills}",
+        )
         _require(self.total_steps >= 1, f"--steps must be positive, got {self.total_steps}")
         _require(0 <= self.seed < 2**63, f"--seed must be in [0, 2^63), got {self.seed}")
         _require(1 <= self.hidden <= 8192, f"--hidden must be in [1, 8192], got {self.hidden}")
@@ -99,6 +107,11 @@ class PretrainConfig:
             f"--name {self.name!r} is not a valid library name: use letters, digits, '.', '_' "
             "and '-', at most 64 characters, starting with a letter or digit",
         )
+        _require(
+            self.name not in RESERVED_NAMES,
+            f"--name {self.name!r} is reserved (`--resume latest` means the most recent "
+            "library); pick another name",
+        )
 
     def to_params(self) -> dict[str, str]:
         """Flat string params, as logged to MLflow."""
@@ -132,8 +145,34 @@ class EvaluationOptions:
     video: bool = True
     """Film every skill at the end (skipped, with a warning, where rendering is unavailable)."""
 
+    def __post_init__(self) -> None:
+        _require(self.episodes >= 0, f"--eval-episodes must be >= 0, got {self.episodes}")
+        _require(self.every >= 0, f"--eval-every must be >= 0, got {self.every}")
+
+
+@dataclass(frozen=True)
+class EvaluationOverrides:
+    """Evaluation options given for a library whose run recorded its own (`--resume`,
+    `library register`): each field set replaces the recorded one, None keeps it."""
+
+    episodes: int | None = None
+    every: int | None = None
+    video: bool | None = None
+
+    def __post_init__(self) -> None:
+        self.applied_to(EvaluationOptions())  # refuse a bad value before anything starts
+
+    def applied_to(self, recorded: EvaluationOptions) -> EvaluationOptions:
+        """`recorded` with the fields given here replaced."""
+        given = {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+        return dataclasses.replace(recorded, **given)
+
 
 DEFAULT_EVALUATION = EvaluationOptions()
+
+
+RECORDED_EVALUATION = EvaluationOverrides()
+"""Evaluate a library as its run recorded (`--resume`, `library register` without options)."""
 
 
 NO_EVALUATION = EvaluationOptions(episodes=0, every=0, video=False)

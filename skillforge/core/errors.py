@@ -41,6 +41,14 @@ class ExportError(SkillforgeError):
 
 def first_line(error: BaseException, limit: int = 300) -> str:
     """The first line of an exception's message (its type name if it has none), shortened
-    to `limit` characters: what a one-line error may quote of a library's exception."""
+    to about `limit` characters at a word's end: what a one-line error may quote of a
+    library's exception."""
     text = str(error).strip()
-    return text.splitlines()[0][:limit] if text else type(error).__name__
+    return shortened(text.splitlines()[0], limit) if text else type(error).__name__
+
+
+def shortened(text: str, limit: int) -> str:
+    """`text` cut to about `limit` characters at the end of a word, marked with '...'."""
+    if len(text) <= limit:
+        return text
+    return text[: limit + 1].rsplit(maxsplit=1)[0].rstrip(",;:") + "..."

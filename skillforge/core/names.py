@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+RESERVED_NAMES = ("latest",)
+"""Words a library cannot be called: `--resume latest` means the most recent library."""
+
 
 def is_valid_name(name: str) -> bool:
     """Library names end up in model names and folder names: keep them boring."""

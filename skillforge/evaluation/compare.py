@@ -33,6 +33,12 @@ def _mean_return_std(record) -> str:
     return f"{sum(stds) / len(stds):,.1f}" if stds else ""
 
 
+def _floored_bound(record) -> str:
+    """The I(S;Z) bound floored at 0: I(S;Z) >= 0, so a negative bound says nothing."""
+    value = record.metrics.get("eval/mutual_information_bound")
+    return "" if value is None or not math.isfinite(value) else f"{max(0.0, value):,.3f}"
+
+
 def _effective_share(record) -> str:
     value = record.metrics.get("eval/effective_skills")
     return "" if value is None else f"{value / record.info.n_skills:.2f}"
@@ -49,6 +55,7 @@ ROWS: list[tuple[str, Callable]] = [
     ("discriminator accuracy (chance 1/N)", _metric("discriminator_accuracy", 3)),
     ("mean log q(z|s) (chance -ln N)", _metric("log_q_z", 3)),
     ("I(S;Z) lower bound, nats", _metric("mutual_information_bound", 3)),
+    ("I(S;Z) bound floored at 0 (< 0: vacuous)", _floored_bound),
     ("I(S;Z) bound / ln N (0 chance, 1 perfect)", _metric("mutual_information_fraction", 3)),
     ("effective skills", _metric("effective_skills", 2)),
     ("effective skills / N", _effective_share),

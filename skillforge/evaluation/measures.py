@@ -17,6 +17,10 @@ The measures (logged as `eval/<name>`, compared by `skillforge library compare`)
 Every skill weighs the same in the discriminator measures (the expectation is over the
 uniform p(z)), however long its episodes are.
 
+I(S;Z) is never negative, so a negative bound (held-out log q(z|s) below chance, as in
+libraries trained for few steps) is vacuous, not wrong: `skillforge evaluate` says so, and
+`library compare` also shows the bound floored at 0.
+
 
 """
 

@@ -90,7 +90,9 @@ def evaluate(
 
         problem = video_module.rendering_problem(env_id, frame_size)
         if problem is None:
-            settings = video_module.ClipSettings.for_env(env_id, frame_size, max_frames)
+            settings = video_module.ClipSettings.for_env(
+                env_id, frame_size, max_frames, clips=library.n_skills
+            )
             filmer = video_module.Filmer(env_id, library.n_skills, settings)
         else:
             notes.append(f"no video: {problem}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,11 @@ _MUJOCO_NEEDS = {
     "glfw": "a display; without one set MUJOCO_GL=egl (system packages libegl1 libegl-mesa0)",
 }
 
+CLIPS_BYTES = 256 * 2**20
+"""About the most memory the clips of one evaluation take: frames get smaller as skills add up."""
+GRID_SIDE = 1024
+"""The grid video of every skill is at most this many pixels wide and high, whatever N."""
+
 
 @dataclass(frozen=True)
 class ClipSettings:
@@ -35,10 +41,15 @@ class ClipSettings:
     frame_seconds: float
 
     @classmethod
-    def for_env(cls, env_id: str, size: int = 128, max_frames: int = 100) -> ClipSettings:
-        """Spread `max_frames` over a whole episode; play back in real time."""
+    def for_env(
+        cls, env_id: str, size: int = 128, max_frames: int = 100, clips: int = 1
+    ) -> ClipSettings:
+        """Spread `max_frames` over a whole episode; play back in real time. Frames of
+        `clips` clips together fit in about `CLIPS_BYTES` (smaller than `size` if needed)."""
         import gymnasium as gym
 
+        fitting = math.isqrt(CLIPS_BYTES // (3 * max(1, clips) * max_frames))
+        size = max(16, min(size, fitting))
         spec = gym.spec(resolve_env_id(env_id))
         episode_steps = spec.max_episode_steps or 1000
         every = max(1, math.ceil(episode_steps / max_frames))
@@ -174,45 +185,44 @@ def rendering_problem(env_id: str, size: int = 64) -> str | None:
 
 
 def write_gif(
-    frames: list[np.ndarray], path: str | Path, frame_seconds: float, colors: int = 64
+    frames: Iterable[np.ndarray], path: str | Path, frame_seconds: float, colors: int = 64
 ) -> Path:
-    """An endlessly looping GIF of `frames` ((H, W, 3) uint8 each). Each frame gets its own
-    palette of `colors` colours, undithered: a third of the size of dithered 256-colour
-    frames of a checkered MuJoCo floor, and it looks the same at this size."""
+    """An endlessly looping GIF of `frames` ((H, W, 3) uint8 each), taken one at a time (a
+    generator keeps one frame in memory). Each frame gets its own palette of `colors`
+    colours, undithered: a third of the size of dithered 256-colour frames of a checkered
+    MuJoCo floor, and it looks the same at this size."""
     from PIL import Image
 
-    if not frames:
-        raise ValueError("no frames to write")
-    path = Path(path)
-    images = [
+    images = (
         Image.fromarray(np.asarray(frame, dtype=np.uint8)).quantize(
             colors=colors, dither=Image.Dither.NONE
         )
         for frame in frames
-    ]
-    duration = max(20, round(1000 * frame_seconds))  # ms; browsers slow down faster GIFs
-    images[0].save(
-        path, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0
     )
+    first = next(images, None)
+    if first is None:
+        raise ValueError("no frames to write")
+    path = Path(path)
+    duration = max(20, round(1000 * frame_seconds))  # ms; browsers slow down faster GIFs
+    first.save(path, format="GIF", save_all=True, append_images=images, duration=duration, loop=0)
     return path
 
 
 def grid_frames(
-    clips: list[list[np.ndarray]], max_width: int = 1024, labels: bool = True
-) -> list[np.ndarray]:
-    """All clips side by side, one tile per skill, labelled; a clip that ended early holds
-    its last frame (dimmed) until the longest one ends."""
+    clips: list[list[np.ndarray]], max_side: int = GRID_SIDE, labels: bool = True
+) -> Iterator[np.ndarray]:
+    """All clips side by side, one tile per skill, labelled, at most `max_side` pixels wide
+    and high; a clip that ended early holds its last frame (dimmed) until the longest one
+    ends. Frames are made one at a time, as they are taken."""
     from PIL import Image, ImageDraw
 
     n = len(clips)
     columns = math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
     height, width = clips[0][0].shape[:2]
-    scale = min(1.0, max_width / (columns * width))
+    scale = min(1.0, max_side / (columns * width), max_side / (rows * height))
     tile_w, tile_h = max(1, int(width * scale)), max(1, int(height * scale))
-    length = max(len(clip) for clip in clips)
-    frames = []
-    for t in range(length):
+    for t in range(max(len(clip) for clip in clips)):
         canvas = Image.new("RGB", (columns * tile_w, rows * tile_h), (255, 255, 255))
         draw = ImageDraw.Draw(canvas)
         for skill, clip in enumerate(clips):
@@ -228,10 +238,9 @@ def grid_frames(
             if labels:
                 draw.rectangle((x, y, x + 44, y + 13), fill=(255, 255, 255))
                 draw.text((x + 3, y + 1), f"skill {skill}", fill=(0, 0, 0))
-        frames.append(np.asarray(canvas))
-    return frames
+        yield np.asarray(canvas)
 
 
 def write_grid_gif(clips: list[list[np.ndarray]], path: str | Path, frame_seconds: float) -> Path:
-    """One GIF of every skill at once (`grid_frames`)."""
+    """One GIF of every skill at once (`grid_frames`), made one frame at a time."""
     return write_gif(grid_frames(clips), path, frame_seconds)

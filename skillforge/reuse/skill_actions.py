@@ -56,7 +56,7 @@ class SkillActionEnvs:
             check_compatible(env, skills)
         self.envs, self.skills, self.skill_steps = envs, skills, skill_steps
         self.n_skills = skills.n_skills
-        self.observation_space = envs[0].observation_space
+        self.observation_space = float32_space(envs[0].observation_space)  # what `obs` holds
         self.obs = np.zeros((len(envs), self.observation_space.shape[0]), dtype=np.float32)
         self._ended = np.ones(len(envs), dtype=bool)
 
@@ -117,17 +117,21 @@ class SkillActionEnvs:
             env.close()
 
 
-class SkillActionWrapper(gym.Wrapper):
+class SkillActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """One task as a gymnasium env with action space Discrete(N), for any discrete-action
     learner: action k runs skill k for `skill_steps` env steps (one lane of
     `SkillActionEnvs`), stopping early at termination or truncation; the reward is the
     task's reward summed over them; `info` is the task's info of the last step, with
-    `info["env_steps"]` saying how many ran."""
+    `info["env_steps"]` saying how many ran. Observations are the task's, as float32.
+    Its arguments are recorded in the env's spec, so `gymnasium.make(env.spec)` makes it
+    again."""
 
     def __init__(self, env: gym.Env, skills: SkillSet, skill_steps: int) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, skills=skills, skill_steps=skill_steps)
+        gym.Wrapper.__init__(self, env)
         self.lanes = SkillActionEnvs([env], skills, skill_steps)
         self.action_space = gym.spaces.Discrete(skills.n_skills)
+        self.observation_space = self.lanes.observation_space
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         return self.lanes.reset(0, seed=seed, options=options)
@@ -137,6 +141,12 @@ class SkillActionWrapper(gym.Wrapper):
         info = {**result.infos[0], "env_steps": int(result.env_steps[0])}
         terminated, truncated = bool(result.terminated[0]), bool(result.truncated[0])
         return result.obs[0], float(result.reward[0]), terminated, truncated, info
+
+
+def float32_space(space: gym.spaces.Box) -> gym.spaces.Box:
+    """`space` with float32 bounds and dtype: the observations the lanes hold and return."""
+    low, high = space.low.astype(np.float32), space.high.astype(np.float32)
+    return gym.spaces.Box(low, high, space.shape, dtype=np.float32)
 
 
 def check_compatible(env: gym.Env, skills: SkillSet) -> None:

@@ -172,16 +172,22 @@ def hurdle_model_file() -> Path:
     return path
 
 
-def ant_navigation() -> AntNavigation:
-    return AntNavigation(make_env("Ant-v5"))
+def ant_navigation(render_mode: str | None = None, **kwargs) -> AntNavigation:
+    """The ant-navigation task; `render_mode` and `kwargs` go to Ant-v5."""
+    return AntNavigation(make_env("Ant-v5", render_mode, **kwargs))
 
 
-def halfcheetah_hurdle() -> HalfCheetahHurdle:
-    return HalfCheetahHurdle(make_env("HalfCheetah-v5", xml_file=str(hurdle_model_file())))
+def halfcheetah_hurdle(render_mode: str | None = None, **kwargs) -> HalfCheetahHurdle:
+    """The halfcheetah-hurdle task; `render_mode` and `kwargs` go to HalfCheetah-v5."""
+    xml_file = str(hurdle_model_file())
+    return HalfCheetahHurdle(make_env("HalfCheetah-v5", render_mode, xml_file=xml_file, **kwargs))
 
 
-def halfcheetah_goal(distance: float = GOAL_DISTANCE) -> HalfCheetahGoal:
-    return HalfCheetahGoal(make_env("HalfCheetah-v5"), distance)
+def halfcheetah_goal(
+    distance: float = GOAL_DISTANCE, render_mode: str | None = None, **kwargs
+) -> HalfCheetahGoal:
+    """The halfcheetah-goal task; `render_mode` and `kwargs` go to HalfCheetah-v5."""
+    return HalfCheetahGoal(make_env("HalfCheetah-v5", render_mode, **kwargs), distance)
 
 
 TASKS = {  # name: (env of the skills, maker, gymnasium id)

@@ -6,12 +6,13 @@ import contextlib
 import os
 import pickle
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
 import torch
 
-from skillforge.core.errors import CheckpointError, first_line
+from skillforge.core.errors import CheckpointError, first_line, shortened
 
 FORMAT = "skillforge-checkpoint"
 FORMAT_VERSION = 1
@@ -92,13 +93,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             raise CheckpointError(f"checkpoint not found: {path}")
         if path.stat().st_size == 0:
             raise CheckpointError(f"checkpoint is empty: {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of the pickle protocol of a foreign file
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except CheckpointError:
         raise
     except pickle.UnpicklingError as error:
         raise CheckpointError(
-            f"refusing to load {path}: it is not a plain-tensor checkpoint "
-            f"({first_line(error, 120)})"
+            f"refusing to load {path}: it holds more than plain tensors "
+            f"({_refused_content(error)}), and loading that could run code"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
         raise CheckpointError(
@@ -116,6 +119,16 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             f"this skillforge reads {FORMAT_VERSION}"
         )
     return state
+
+
+def _refused_content(error: pickle.UnpicklingError) -> str:
+    """What torch's weights-only unpickler refused (`Unsupported operand 149`, `Trying to load
+    unsupported GLOBAL posix.system ...`), without its advice to allow code execution."""
+    for line in str(error).splitlines()[1:]:  # the first line is the advice
+        line = line.split("WeightsUnpickler error:")[-1].strip()
+        if line and not line.startswith(("Please file an issue", "Check the documentation")):
+            return shortened(line.split(". ")[0].rstrip("."), 120)
+    return "not plain tensors"
 
 
 def _fsync_dir(folder: Path) -> None:

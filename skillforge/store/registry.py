@@ -22,13 +22,6 @@ def register_skills(
     training `step` (version tags `run_id` and `step`) is not registered again, so a
     registration cut short by a kill is completed by calling this again.
     """
-    import mlflow
-    import numpy as np
-    import torch
-    from mlflow.models import infer_signature
-
-    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]
-    example = np.asarray(example_obs, dtype=np.float32)
     base_tags = library_tags(library, run_id)
     if step is not None:
         base_tags["step"] = str(step)
@@ -38,18 +31,10 @@ def register_skills(
         tags = {**base_tags, "skill": str(skill)}
         version = _registered_version(client, name, run_id, tags.get("step"))
         if version is None:
-            module = library.skill(skill)
-            with torch.no_grad():
-                actions = module(torch.from_numpy(example)).numpy()
-            info = mlflow.pytorch.log_model(
-                module,
-                name=f"skill-{skill:02d}",
-                serialization_format="pt2",
-                signature=infer_signature(example, actions),
-                input_example=example,
-                pip_requirements=requirements,
+            artifact = f"skill-{skill:02d}"
+            version = _log_and_register(
+                client, library.skill(skill), example_obs, name, artifact, tags
             )
-            version = mlflow.register_model(info.model_uri, name, tags=tags).version
         client.update_registered_model(  # again on a retry: a kill may have come before
             name,
             description=(
@@ -140,6 +125,15 @@ def log_onnx_models(
 def register_module(module, example_input, name: str, artifact: str, tags: dict[str, str]) -> str:
     """Log a PyTorch module (float32 input with a dynamic batch, pickle-free pt2) to the
     active run as `artifact`, register it as `name` with `tags`; returns its model URI."""
+    from mlflow.tracking import MlflowClient
+
+    version = _log_and_register(MlflowClient(), module, example_input, name, artifact, tags)
+    return f"models:/{name}/{version}"
+
+
+def _log_and_register(client, module, example_input, name: str, artifact: str, tags) -> str:
+    """Log `module` to the active run as a pt2 model named `artifact` and register it as a
+    new version of `name`; returns the version."""
     import mlflow
     import numpy as np
     import torch
@@ -156,5 +150,25 @@ def register_module(module, example_input, name: str, artifact: str, tags: dict[
         input_example=example,
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"],
     )
-    version = mlflow.register_model(info.model_uri, name, tags=tags)
-    return f"models:/{name}/{version.version}"
+    return _register_version(client, info, name, tags)
+
+
+def _register_version(client, info, name: str, tags: dict[str, str]) -> str:
+    """Register the logged model `info` as a new version of `name`, linked both ways (what
+    `mlflow.register_model` does, without its two lines on stderr per model)."""
+    import json
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = client.create_model_version(
+        name, info.model_uri, run_id=info.run_id, tags=tags, model_id=info.model_id
+    ).version
+    link = [{"name": name, "version": str(version)}]
+    client.set_logged_model_tags(info.model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(link)})
+    return str(version)

@@ -5,16 +5,23 @@ Metric delivery that survives store outages is in `delivery`; the Model Registry
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from skillforge.core.errors import ConfigError, LibraryNotFound, SkillforgeError, first_line
+from skillforge.store.paths import (
+    artifact_root,
+    check_sqlite_file,
+    place_default_experiment,
+    relocate_moved_store,
+    repair_artifact_locations,
+    resolve_tracking_uri,
+    shown_uri,
+    store_exists,
+    store_lock,
+)
 
 logger = logging.getLogger("skillforge")
 
@@ -31,71 +38,11 @@ TAG_CONFIG = "skillforge.config"
 TAG_TOTAL_STEPS = "skillforge.total_steps"
 TAG_CHECKPOINT_ROOT = "skillforge.checkpoint_root"
 TAG_CHECKPOINT_STEP = "skillforge.checkpoint_step"
+TAG_EVALUATION = "skillforge.evaluation"
 
 
 class StoreUnavailable(SkillforgeError):
     """The tracking store cannot be reached (server down, network gone)."""
-
-
-def resolve_tracking_uri(uri: str | None = None) -> str:
-    """The store to use: `uri`, else MLFLOW_TRACKING_URI, else ./mlflow.db (sqlite, absolute).
-
-    An explicit absolute sqlite URI also keeps MLflow from falling back to a stray ./mlruns
-    file store, which MLflow 3 refuses.
-    """
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
-    if not uri:
-        return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-    if uri in ("databricks", "databricks-uc", "uc") or uri.startswith("databricks:"):
-        return uri  # MLflow's own names for a Databricks workspace
-    if "://" not in uri:  # a bare path: treat it as a sqlite file
-        return f"sqlite:///{Path(uri).expanduser().resolve()}"
-    return uri
-
-
-def shown_uri(uri: str) -> str:
-    """A tracking URI fit for a message or a log: a password in it is masked."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(uri)
-        if parts.password is None:
-            return uri
-        port = f":{parts.port}" if parts.port else ""
-        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{parts.hostname}{port}"))
-    except ValueError:  # not a URL we can take apart: show nothing of it but the scheme
-        return uri.split("://", 1)[0] + "://..."
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a sqlite URI, or None for other stores."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(unquote(urlparse(uri).path))
-
-
-@contextmanager
-def _store_lock(uri: str):
-    """Serialise schema creation of a local sqlite store across processes (MLflow's alembic
-    migration crashes when two processes create the same fresh database at once), and the
-    check-then-create of a library name. Not re-entrant: never nest two of them."""
-    db = sqlite_path(uri)
-    if db is None:
-        yield
-        return
-    try:
-        db.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(db.parent / f".{db.name}.lock", "w")  # noqa: SIM115 (held across yield)
-    except OSError as error:
-        raise SkillforgeError(
-            f"cannot open the MLflow store {uri}: {error.strerror or error}"
-        ) from None
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def probe(uri: str, timeout: float = 2.0) -> str | None:
@@ -120,19 +67,14 @@ def probe(uri: str, timeout: float = 2.0) -> str | None:
 
 
 def connect(uri: str | None = None):
-    """A ready MlflowClient for `uri` (schema created, fluent API pointed at the same store).
+    """A ready MlflowClient for `uri` (schema created, fluent API pointed at the same store,
+    artifact paths of an older skillforge repaired).
 
     Every failure (unreachable server, unwritable folder, unknown scheme, foreign database)
     is a one-line SkillforgeError.
     """
     uri = resolve_tracking_uri(uri)
-    if uri.startswith("sqlite:"):
-        db = sqlite_path(uri)
-        if db is None or not db.name or db.name == ":memory:" or uri.endswith("/"):
-            raise SkillforgeError(
-                f"{uri} names no database file (an in-memory store would lose everything); "
-                "use sqlite:////absolute/path/mlflow.db or a plain file path"
-            )
+    check_sqlite_file(uri)
     reason = probe(uri, timeout=5.0)
     if reason is not None:
         raise StoreUnavailable(f"cannot reach the tracking server {shown_uri(uri)}: {reason}")
@@ -142,15 +84,39 @@ def connect(uri: str | None = None):
 
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
-        with _store_lock(uri):
+        with store_lock(uri):
+            new_store = not store_exists(uri)
             client = MlflowClient(tracking_uri=uri, registry_uri=uri)
             client.search_experiments(max_results=1)
+            if new_store:
+                place_default_experiment(uri)
+            repair_artifact_locations(uri)
+            moved_from = relocate_moved_store(uri, (TAG_CHECKPOINT, TAG_CHECKPOINT_ROOT))
     except SkillforgeError:
         raise
     except Exception as error:  # any store failure: one line for the user
         message = f"cannot open the MLflow store {shown_uri(uri)}: {first_line(error)}"
         raise SkillforgeError(message) from None
+    if moved_from is not None:
+        logger.warning(
+            "the store %s was moved or copied from %s: its files are now the ones beside it",
+            uri,
+            moved_from,
+        )
     return client
+
+
+def connect_existing(uri: str | None = None):
+    """`connect` to a store that must already hold libraries (read-only commands, and any
+    command naming a library): a sqlite store not created yet is "no libraries", and is not
+    created by looking."""
+    uri = resolve_tracking_uri(uri)
+    check_sqlite_file(uri)
+    if not store_exists(uri):
+        raise LibraryNotFound(
+            f"no skill libraries in {shown_uri(uri)}; create one with `skillforge pretrain ENV`"
+        )
+    return connect(uri)
 
 
 def ensure_experiment(client, name: str) -> str:
@@ -167,9 +133,8 @@ def ensure_experiment(client, name: str) -> str:
         if experiment.lifecycle_stage == "deleted":
             raise SkillforgeError(f"experiment {name!r} is deleted; restore it or pick another")
         return experiment.experiment_id
-    db = sqlite_path(client.tracking_uri)
-    location = str(db.parent / "mlruns") if db is not None else None
-    with _store_lock(client.tracking_uri):
+    location = artifact_root(client.tracking_uri)
+    with store_lock(client.tracking_uri):
         try:
             return client.create_experiment(name, artifact_location=location)
         except MlflowException as error:  # created by a concurrent process in the meantime?
@@ -189,7 +154,7 @@ def create_library_run(client, experiment_id: str, name: str, tags: dict[str, st
     `name`, when not empty, must be free; on a sqlite store the check and the creation hold
     the store lock, so two runs started at once cannot both take the same name.
     """
-    with _store_lock(client.tracking_uri):
+    with store_lock(client.tracking_uri):
         refuse_taken_name(client, name)
         run = client.create_run(experiment_id, tags=tags, run_name=name or None)
     return run.info.run_id
@@ -257,8 +222,14 @@ def list_libraries(
     tracking_uri: str | None = None, experiment: str | None = None, client=None
 ) -> list[LibraryInfo]:
     """Every skill library in the store (newest first), optionally of one experiment; pass
-    the `client` of an open store to use it instead of connecting again."""
-    client = client or connect(tracking_uri)
+    the `client` of an open store to use it instead of connecting again. A sqlite store not
+    created yet holds none (and is not created by looking)."""
+    if client is None:
+        uri = resolve_tracking_uri(tracking_uri)
+        check_sqlite_file(uri)
+        if not store_exists(uri):
+            return []
+        client = connect(uri)
     experiments = client.search_experiments()
     if experiment is not None:
         experiments = [e for e in experiments if e.name == experiment]
@@ -373,7 +344,7 @@ class LibraryRecord:
 def library_records(references: list[str], tracking_uri: str | None = None) -> list[LibraryRecord]:
     """The libraries named by `references` (names or run ids; none: every library, newest
     first), each with its run's data."""
-    client = connect(tracking_uri)
+    client = connect_existing(tracking_uri)
     if references:
         infos = [find_library(reference, client=client) for reference in references]
     else:

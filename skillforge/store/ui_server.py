@@ -14,6 +14,8 @@ import urllib.request
 from pathlib import Path
 
 from skillforge.core.errors import SkillforgeError
+from skillforge.store.paths import artifact_root
+from skillforge.store.tracking import connect
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -30,9 +32,9 @@ def is_server_store(uri: str) -> bool:
 def ui_command(uri: str, host: str, port: int) -> list[str]:
     """`mlflow ui` on store `uri`, with this interpreter (so the venv's mlflow and uvicorn)."""
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
-    if uri.startswith("sqlite:///"):  # experiments created in the UI keep artifacts by the db
-        db = Path(uri[len("sqlite:///") :])
-        command += ["--default-artifact-root", str(db.parent / "mlruns")]
+    root = artifact_root(uri)
+    if root is not None:  # experiments created in the UI keep artifacts by the db
+        command += ["--default-artifact-root", root]
     # one user: one worker (the default 4 each import mlflow, ~10 s apiece on 2 cores)
     return command + ["--workers", "1", "--host", host, "--port", str(port)]
 
@@ -66,6 +68,7 @@ class UiServer:
         """Start the UI and wait until it answers HTTP; returns its address."""
         if port_in_use(self.host, self.port):
             raise UiError(f"port {self.port} on {self.host} is in use; pick another with --port")
+        connect(self.uri)  # the schema made, a moved store's paths followed, older ones repaired
         env = dict(os.environ)
         bin_dir = str(Path(sys.executable).parent)  # mlflow execs the venv's uvicorn
         env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
