@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from skillforge.evaluation import compare
+from skillforge.store.records import library_records
 from skillforge.store.registry import SkillInfo, library_skills
-from skillforge.store.tracking import LibraryInfo, find_library, library_records
+from skillforge.store.tracking import LibraryInfo, find_library
 
 
 @dataclass(frozen=True)

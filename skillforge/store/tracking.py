@@ -370,36 +370,3 @@ def log_evaluation(
         client.set_tag(run_id, TAG_COVERAGE, coverage_of)
     if folder is not None:
         client.log_artifacts(run_id, str(folder))
-
-
-@dataclass(frozen=True)
-class LibraryRecord:
-    """A library with its run's latest metrics, params and tags (what `compare` reads)."""
-
-    info: LibraryInfo
-    experiment_id: str
-    metrics: dict[str, float]
-    params: dict[str, str]
-    tags: dict[str, str]
-
-
-def library_records(references: list[str], tracking_uri: str | None = None) -> list[LibraryRecord]:
-    """The libraries named by `references` (names or run ids; none: every library, newest
-    first), each with its run's data."""
-    client = connect(tracking_uri)
-    if references:
-        infos = [find_library(reference, tracking_uri) for reference in references]
-    else:
-        infos = list_libraries(tracking_uri)
-        if not infos:
-            find_library(None, tracking_uri)  # raises the "no libraries" error
-    records = []
-    for info in infos:
-        run = client.get_run(info.run_id)
-        data = run.data
-        records.append(
-            LibraryRecord(
-                info, run.info.experiment_id, dict(data.metrics), dict(data.params), dict(data.tags)
-            )
-        )
-    return records
