@@ -4,6 +4,7 @@ import mlflow
 import numpy as np
 import pytest
 from helpers import tiny_config
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from skillforge.app import pretrain as pipeline
@@ -60,6 +61,34 @@ def test_registered_skill_loads_with_plain_mlflow_and_matches_the_policy(finishe
             expected = finished.library.act(observations[:rows], skill)
             np.testing.assert_allclose(actions, expected, atol=1e-6)
             assert np.all(np.abs(actions) <= 2.0)
+
+
+def test_the_library_model_runs_every_skill_row_by_row_with_plain_mlflow(finished, store):
+    client = MlflowClient(store)
+    assert finished.library_model == "models:/pend-a/1"
+    library_tags = client.get_registered_model("pend-a").tags
+    skill_tags = client.get_registered_model("pend-a.skill-02").tags
+    assert library_tags == {**skill_tags, "skill": "all"}  # the same tags as the skills
+    mlflow.set_tracking_uri(store)
+    model = mlflow.pyfunc.load_model(finished.library_model)
+    schema = model.metadata.get_input_schema()
+    assert schema.input_names() == ["observation", "skill"]
+    assert [spec.shape for spec in schema.inputs] == [(-1, 3), (-1,)]
+    assert model.metadata.saved_input_example_info is not None  # real observations
+    observations = np.random.default_rng(1).normal(size=(8, 3)).astype(np.float32)
+    skills = np.array([3, 0, 2, 1, 1, 3, 0, 2])
+    for rows in (1, 8):  # a dynamic batch, each row its own skill
+        inputs = {"observation": observations[:rows], "skill": skills[:rows]}
+        expected = finished.library.act(observations[:rows], skills[:rows])
+        np.testing.assert_allclose(model.predict(inputs), expected, atol=1e-5)
+    for bad, message in (
+        ({"observation": observations[:2], "skill": np.array([0, 4])}, "skill 4 out of range 0..3"),
+        ({"observation": observations[:2], "skill": np.array([0, -1])}, "skill -1 out of range"),
+        ({"observation": observations[:2] * np.nan, "skill": skills[:2]}, "NaN"),
+        ({"observation": observations[:2], "skill": skills[:3]}, "one row per observation"),
+    ):
+        with pytest.raises(MlflowException, match=message):
+            model.predict(bad)
 
 
 def test_library_listing_and_lookup(finished, store):
