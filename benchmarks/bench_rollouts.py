@@ -5,27 +5,34 @@ and the meta-controller's skill-action lanes, against the raw env step rate.
                                          [--episodes E] [--envs M]
 
 Untrained networks of the default size (300x300) do the acting: the cost per step does not
-depend on the weights. Prints env steps/s for each and the fraction of the raw rate.
+depend on the weights. The lanes run with the skills from the checkpoint (PyTorch) and from
+the Model Registry (the library model, registered in a temporary store and loaded as
+`hierarchical --skills-from registry` loads it). Prints env steps/s for each and the
+fraction of the raw rate.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from skillforge.app.completion import example_observations
+from skillforge.app.graph_models import register_library_model
 from skillforge.core.config import PretrainConfig
 from skillforge.core.envs import make_env
 from skillforge.evaluation.rollouts import rollout_skills
-from skillforge.reuse.skill_actions import SkillActionEnvs, run_skill_policy
+from skillforge.reuse.skill_actions import SkillActionEnvs, SkillSet, run_skill_policy
 from skillforge.rl.diayn import DIAYN
 from skillforge.rl.spec import LibrarySpec
 from skillforge.skills.library import SkillLibrary
-from skillforge.skills.sources import LibrarySkills
+from skillforge.skills.sources import LibrarySkills, RegistrySkills
+from skillforge.store import tracking
 
 DEFAULT_JSON = Path(__file__).parent / "results" / "rollouts.json"
 
@@ -59,21 +66,33 @@ def evaluation_rate(library: SkillLibrary, episodes: int) -> float:
     return sum(len(obs) for obs in rollouts.observations) / (time.perf_counter() - start)
 
 
-def skill_action_rate(library: SkillLibrary, steps: int, n_envs: int, skill_steps: int = 10):
+def skill_action_rate(skills: SkillSet, env_id: str, steps: int, n_envs: int, skill_steps=10):
     """Env steps/s of the meta-controller's rollouts: a random skill every K steps in each of
     `n_envs` lanes, one batched skill call per env step."""
-    envs = [make_env(library.spec.env_id) for _ in range(n_envs)]
-    lanes = SkillActionEnvs(envs, LibrarySkills(library), skill_steps)
+    envs = [make_env(env_id) for _ in range(n_envs)]
+    lanes = SkillActionEnvs(envs, skills, skill_steps)
     done = []
     start = time.perf_counter()
     run_skill_policy(
         lanes,
-        lambda obs, rng: rng.integers(library.n_skills, size=len(obs)),
+        lambda obs, rng: rng.integers(skills.n_skills, size=len(obs)),
         seed=0,
         env_steps=steps,
         on_decisions=lambda decisions: done.append(int(decisions.result.env_steps.sum())),
     )
     return sum(done) / (time.perf_counter() - start)
+
+
+def registry_skills(library: SkillLibrary, folder: str) -> RegistrySkills:
+    """`library` registered in a fresh store in `folder` (its library model), loaded back."""
+    import mlflow
+
+    uri = f"sqlite:///{folder}/mlflow.db"
+    client = tracking.connect(uri)
+    run_id = client.create_run(tracking.ensure_experiment(client, "bench")).info.run_id
+    with mlflow.start_run(run_id=run_id):
+        register_library_model(client, library, run_id, example_observations(library))
+    return RegistrySkills.load(library.name, library.spec, uri)
 
 
 def main() -> None:
@@ -91,14 +110,19 @@ def main() -> None:
     rates = {
         "raw env": raw,
         f"evaluation ({args.skills} skills batched)": evaluation_rate(library, args.episodes),
-        "skill-action lanes (K=10, 1 env)": skill_action_rate(library, args.steps, 1),
-        f"skill-action lanes (K=10, {args.envs} envs)": skill_action_rate(
-            library, args.steps, args.envs
-        ),
     }
+    with tempfile.TemporaryDirectory(prefix="bench-rollouts-") as folder:
+        sources = {
+            "checkpoint": LibrarySkills(library),
+            "registry": registry_skills(library, folder),
+        }
+        for source, skills in sources.items():
+            for n_envs in (1, args.envs):
+                name = f"lanes, {source} (K=10, {n_envs} env{'s' * (n_envs > 1)})"
+                rates[name] = skill_action_rate(skills, args.env, args.steps, n_envs)
     print(f"{args.env}, {args.skills} skills, hidden 300, torch threads 1")
     for name, rate in rates.items():
-        print(f"  {name:<34} {rate:9,.0f} env steps/s   {rate / raw:6.1%} of raw")
+        print(f"  {name:<38} {rate:9,.0f} env steps/s   {rate / raw:6.1%} of raw")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"env": args.env, "skills": args.skills, **rates}, indent=2))
 
