@@ -84,3 +84,8 @@ TrackingUri = Annotated[
     ),
 ]
 Experiment = Annotated[str, typer.Option("--experiment", help="MLflow experiment.")]
+LIBRARY_FORMS = "Library name, run id or models:/<library>@<alias> (or models:/<library>/<version>)"
+"""How a library is named wherever one is: a `models:/` URI names the library whose model it is."""
+LibraryArgument = Annotated[
+    str, typer.Argument(help=f"{LIBRARY_FORMS}, or 'latest'.", metavar="LIBRARY")
+]

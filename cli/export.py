@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import TrackingUri, app
+from cli.app import LIBRARY_FORMS, TrackingUri, app
 
 
 @app.command("export")
@@ -15,7 +15,7 @@ def export(
     library: Annotated[
         str | None,
         typer.Argument(
-            help="Library name or run id in the MLflow store. Default: the most recent library.",
+            help=f"{LIBRARY_FORMS}. Default: the most recent library.",
             metavar="LIBRARY",
             show_default=False,
         ),

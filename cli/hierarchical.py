@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import TrackingUri, app, defaults
+from cli.app import LIBRARY_FORMS, TrackingUri, app, defaults
 from skillforge.core.config import HierarchicalConfig
 
 HIERARCHICAL = defaults(HierarchicalConfig)
@@ -25,7 +25,7 @@ def hierarchical(
     library: Annotated[
         str | None,
         typer.Option(
-            help="Library name or run id. Default: the most recent library.", show_default=False
+            help=f"{LIBRARY_FORMS}. Default: the most recent library.", show_default=False
         ),
     ] = None,
     steps: Annotated[

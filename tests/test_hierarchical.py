@@ -13,6 +13,7 @@ from cli.main import app
 from skillforge import export_library
 from skillforge.app import pretrain as pipeline
 from skillforge.app.hierarchical import train_hierarchical
+from skillforge.app.library import promote_library
 from skillforge.core.config import NO_EVALUATION, HierarchicalConfig
 from skillforge.core.errors import ConfigError, EnvError
 from skillforge.reuse import baselines
@@ -227,7 +228,8 @@ def test_tracked_run_is_linked_to_its_library(library, store):
         eval_episodes=1,
         envs=2,
     )
-    result = train_hierarchical("lib", config, store)
+    promote_library("lib", "champion", tracking_uri=store)  # named by its alias from here on
+    result = train_hierarchical("models:/lib@champion", config, store)
     client = MlflowClient(store)
     run = client.get_run(result.run_id)
     assert run.data.tags["mlflow.parentRunId"] == library.run_id

@@ -3,13 +3,16 @@
 import mlflow
 import numpy as np
 import pytest
-from helpers import tiny_config
+from helpers import assert_one_line_error, tiny_config
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
 
+from cli.main import app
 from skillforge.app import pretrain as pipeline
 from skillforge.app.load import load_library
 from skillforge.core.errors import ConfigError, LibraryNotFound
+from skillforge.skills.sources import RegistrySkills
 from skillforge.store import tracking
 
 
@@ -133,3 +136,33 @@ def test_resume_extends_a_finished_library_in_the_same_run(finished, store):
     assert max(m.step for m in history) == 400
     with pytest.raises(ConfigError, match="trained on Pendulum-v1"):
         pipeline.resume("pend-a", store, total_steps=500, expected_env="hopper")
+    # the extended library is version 2 of the library model; an alias can keep version 1
+    assert extended.library_model == "models:/pend-a/2"
+    runner = CliRunner()
+    promote = ["library", "promote", "models:/pend-a/1", "--alias", "champion"]
+    promoted = runner.invoke(app, [*promote, "--tracking-uri", store])
+    assert promoted.stdout.strip() == "models:/pend-a@champion -> version 1", promoted.output
+    info = tracking.find_library("models:/pend-a@champion", store)
+    assert (info.name, info.model_uri) == ("pend-a", "models:/pend-a/1")
+    assert tracking.find_library("models:/pend-a.skill-02/2", store).model_uri == ""
+    obs = np.random.default_rng(2).normal(size=(16, 3)).astype(np.float32)
+    skills, spec = np.arange(16) % 4, finished.library.spec
+    champion = RegistrySkills.load("pend-a", spec, store, info.model_uri)
+    newest = RegistrySkills.load("pend-a", spec, store)
+    expected = finished.library.act(obs, skills), extended.library.act(obs, skills)
+    assert np.abs(expected[0] - expected[1]).max() > 1e-3  # 100 more steps changed the skills
+    np.testing.assert_allclose(champion.act(obs, skills), expected[0], atol=1e-5)
+    np.testing.assert_allclose(newest.act(obs, skills), expected[1], atol=1e-5)
+    shown = runner.invoke(
+        app, ["library", "show", "models:/pend-a@champion", "--tracking-uri", store]
+    )
+    assert "library model models:/pend-a/2 (@champion -> 1)" in shown.stdout, shown.output
+    for args, fragment in (
+        (["promote", "pend-a", "--alias", "latest"], "not an alias MLflow takes"),
+        (["promote", "pend-a", "--alias", "next", "--version", "9"], "has no version '9'"),
+        (["show", "models:/pend-a@nobody"], "no registered model models:/pend-a@nobody"),
+        (["show", "models:/pend-a"], "is not a model URI"),
+    ):
+        assert_one_line_error(
+            runner.invoke(app, ["library", *args, "--tracking-uri", store]), fragment
+        )

@@ -39,13 +39,16 @@ class HierarchicalResult:
     skills_frozen: bool = True
 
 
-def load_skill_set(library: SkillLibrary, source: str, tracking_uri: str | None):
-    """The library's skills from the registry, its ONNX export or its checkpoint."""
+def load_skill_set(
+    library: SkillLibrary, source: str, tracking_uri: str | None, model_uri: str = ""
+):
+    """The library's skills from the registry (its library model: version `model_uri`, by
+    default the newest), its ONNX export or its checkpoint."""
     from skillforge.skills import sources as skill_sources
 
     if source == "registry":
         uri = tracking.resolve_tracking_uri(tracking_uri)
-        return skill_sources.RegistrySkills.load(library.name, library.spec, uri)
+        return skill_sources.RegistrySkills.load(library.name, library.spec, uri, model_uri)
     if source == "onnx":
         return skill_sources.OnnxSkills.load(library.name, library.spec)
     return skill_sources.LibrarySkills(library)
@@ -66,7 +69,7 @@ def train_hierarchical(
 
     params = {**config.to_params(), "learner": "double-dqn"}
     run = DownstreamRun.start(library, config.task, "meta", params, tracking_uri)
-    skills = load_skill_set(run.library, config.skills_from, tracking_uri)
+    skills = load_skill_set(run.library, config.skills_from, tracking_uri, run.info.model_uri)
     lanes = SkillActionEnvs(
         [make_task(run.task) for _ in range(config.envs)], skills, config.skill_steps
     )

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from skillforge.core.errors import ConfigError
 from skillforge.core.names import skill_model_name
 from skillforge.skills.library import library_tags
 from skillforge.skills.onnx_session import onnx_session
@@ -139,6 +140,25 @@ def newest_version(client, name: str) -> str | None:
     """The newest version of registered model `name`, None if it has none."""
     versions = client.search_model_versions(f"name = '{name}'")
     return str(max(int(version.version) for version in versions)) if versions else None
+
+
+def model_aliases(client, name: str) -> dict[str, str]:
+    """The aliases of registered model `name` and the version each points at."""
+    return dict(client.get_registered_model(name).aliases)
+
+
+def set_alias(client, name: str, alias: str, version: str) -> str:
+    """Point `alias` of registered model `name` at `version` (moving it if it pointed
+    elsewhere); returns `models:/<name>@<alias>`. A version the model does not have is a
+    ConfigError."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_model_version(name, version)
+    except MlflowException:
+        raise ConfigError(f"model {name} has no version {version!r}") from None
+    client.set_registered_model_alias(name, alias, version)
+    return f"models:/{name}@{alias}"
 
 
 @dataclass(frozen=True)

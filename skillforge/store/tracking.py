@@ -10,11 +10,13 @@ import logging
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from skillforge.core.errors import ConfigError, LibraryNotFound, SkillforgeError, first_line
+from skillforge.core.names import library_model_name
+from skillforge.store.model_uris import is_model_uri, model_version
 
 logger = logging.getLogger("skillforge")
 
@@ -231,6 +233,9 @@ class LibraryInfo:
     started: float
     experiment: str
     checkpoint: str
+    model_uri: str = ""
+    """The version of the library model that a `models:/<library>@<alias>` (or `/<version>`)
+    reference named, else empty: `hierarchical --skills-from registry` and `serve` run it."""
 
     @property
     def date(self) -> str:
@@ -276,7 +281,8 @@ def list_libraries(
 def find_library(
     reference: str | None, tracking_uri: str | None = None, experiment: str | None = None
 ) -> LibraryInfo:
-    """A library by name or run id; None or 'latest' means the most recent one."""
+    """A library by name, run id or registered model URI (`model_uris.FORMS`: the library of
+    the model version it names); None or 'latest' means the most recent one."""
     libraries = list_libraries(tracking_uri, experiment)
     if not libraries:
         store = resolve_tracking_uri(tracking_uri)
@@ -285,11 +291,30 @@ def find_library(
         )
     if reference in (None, "", "latest"):
         return libraries[0]
+    if is_model_uri(reference):
+        return _library_of_model(reference, libraries, tracking_uri)
     for library in libraries:
         if reference in (library.name, library.run_id):
             return library
     known = ", ".join(sorted({library.name for library in libraries})[:20])
     raise LibraryNotFound(f"no library named {reference!r}; libraries in the store: {known}")
+
+
+def _library_of_model(uri: str, libraries: list[LibraryInfo], tracking_uri: str | None):
+    """The library of the model version `uri` names (by its version tags `run_id`, else
+    `library`); a version of the library model itself becomes its `model_uri`."""
+    version = model_version(connect(tracking_uri), uri)
+    tags = version.tags or {}
+    found = [library for library in libraries if library.run_id == tags.get("run_id")]
+    found = found or [library for library in libraries if library.name == tags.get("library")]
+    if not found:
+        raise LibraryNotFound(
+            f"{uri} (model {version.name}, version {version.version}) "
+            "belongs to no library of this store"
+        )
+    if version.name != library_model_name(found[0].name):  # a skill, a meta-controller...
+        return found[0]
+    return replace(found[0], model_uri=f"models:/{version.name}/{version.version}")
 
 
 class MlflowTracker:
