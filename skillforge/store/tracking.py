@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 from skillforge.core.errors import ConfigError, LibraryNotFound, SkillforgeError, first_line
 from skillforge.core.names import library_model_name
@@ -70,10 +70,11 @@ def shown_uri(uri: str) -> str:
 
 
 def sqlite_path(uri: str) -> Path | None:
-    """The database file of a sqlite URI, or None for other stores."""
+    """The database file of a sqlite URI (`sqlite:////abs/mlflow.db`: `/abs/mlflow.db`, not
+    the URL path `//abs/...`, which made artifact folders MLflow cannot serve models from)."""
     if not uri.startswith("sqlite:///"):
         return None
-    return Path(unquote(urlparse(uri).path))
+    return Path(unquote(uri[len("sqlite:///") :].split("?", 1)[0]))
 
 
 @contextmanager
