@@ -14,9 +14,11 @@ def load_graph(model_uri: str):
 
     try:
         model = mlflow.pyfunc.load_model(model_uri)
-        graph = getattr(model.unwrap_python_model(), "graph", None)
     except Exception as error:  # MLflow's and the model code's own failures: one line
         raise SkillforgeError(f"cannot load {model_uri}: {first_line(error)}") from None
-    if graph is None:
-        raise SkillforgeError(f"{model_uri} is not a library or agent model of skillforge")
-    return graph
+    try:
+        return model.unwrap_python_model().graph
+    except Exception:  # another flavour (a skill's pt2 model), or another Python model
+        raise SkillforgeError(
+            f"{model_uri} is not a library or agent model of skillforge"
+        ) from None

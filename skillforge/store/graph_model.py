@@ -82,7 +82,7 @@ class CheckedGraph:
         except ValueError:  # numpy refuses ragged nested lists
             raise ValueError(f"{name} is ragged: every row needs the same length") from None
         if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
-            raise ValueError(f"{name} must hold numbers, got {array.dtype.name} values")
+            raise ValueError(f"{name} must hold numbers only")
         shape = ["batch", *tail]
         sizes = zip(tail, array.shape[1:], strict=False)
         if array.ndim != len(shape) or any(isinstance(a, int) and a != b for a, b in sizes):
