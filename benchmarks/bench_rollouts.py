@@ -83,8 +83,8 @@ def skill_action_rate(skills: SkillSet, env_id: str, steps: int, n_envs: int, sk
     return sum(done) / (time.perf_counter() - start)
 
 
-def registry_skills(library: SkillLibrary, folder: str) -> RegistrySkills:
-    """`library` registered in a fresh store in `folder` (its library model), loaded back."""
+def register_in_store(library: SkillLibrary, folder: str) -> str:
+    """Register `library`'s library model in a fresh store in `folder`; its tracking URI."""
     import mlflow
 
     uri = f"sqlite:///{folder}/mlflow.db"
@@ -92,7 +92,12 @@ def registry_skills(library: SkillLibrary, folder: str) -> RegistrySkills:
     run_id = client.create_run(tracking.ensure_experiment(client, "bench")).info.run_id
     with mlflow.start_run(run_id=run_id):
         register_library_model(client, library, run_id, example_observations(library))
-    return RegistrySkills.load(library.name, library.spec, uri)
+    return uri
+
+
+def registry_skills(library: SkillLibrary, folder: str) -> RegistrySkills:
+    """`library` registered in a fresh store in `folder`, loaded back as hierarchical does."""
+    return RegistrySkills.load(library.name, library.spec, register_in_store(library, folder))
 
 
 def main() -> None:
