@@ -67,13 +67,18 @@ def hierarchical(
     if task:
         task_env_id(task)  # refuse an unknown task before loading torch and mlflow
 
+    from cli.pretrain import echoed_warnings
     from cli.progress import phase_bars
     from skillforge.app.hierarchical import train_hierarchical
 
-    with phase_bars() as progress_for:
+    with echoed_warnings(), phase_bars() as progress_for:
         result = train_hierarchical(library, config, tracking_uri, progress_for)
     typer.echo(f"Meta-controller on {result.task}: run {result.run_id}")
     typer.echo(f"  registered  {result.model_uri}")
+    if result.agent_uri:
+        typer.echo(
+            f"  agent       {result.agent_uri} (serve it: skillforge serve {result.agent_uri})"
+        )
     typer.echo(f"  skills frozen (parameter hash unchanged): {result.skills_frozen}")
     for name, value in result.final_returns.items():
         typer.echo(f"  {name:<16} final return {value:9.1f}")

@@ -6,13 +6,16 @@ episodes, run to their end."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from skillforge.app.agent_model import register_agent_model
 from skillforge.app.downstream import DownstreamRun
 from skillforge.core.config import HierarchicalConfig
 from skillforge.core.envs import EVAL_SEED_OFFSET
+from skillforge.core.errors import SkillforgeError
 from skillforge.reuse import baselines
 from skillforge.reuse.meta_controller import MetaController, train_meta_controller
 from skillforge.reuse.skill_actions import SkillActionEnvs, run_skill_policy
@@ -26,6 +29,8 @@ from skillforge.reuse.tasks import make_task
 from skillforge.skills.library import SkillLibrary
 from skillforge.store import registry, tracking
 
+logger = logging.getLogger("skillforge")
+
 
 @dataclass
 class HierarchicalResult:
@@ -37,6 +42,8 @@ class HierarchicalResult:
     final_returns: dict[str, float] = field(default_factory=dict)
     model_uri: str = ""
     skills_frozen: bool = True
+    agent_uri: str = ""
+    """The meta-controller and its skills as one registered model, `<library>.agent-<task>`."""
 
 
 def load_skill_set(
@@ -60,7 +67,9 @@ def train_hierarchical(
     tracking_uri: str | None = None,
     callbacks_for=lambda name, total: (),
 ) -> HierarchicalResult:
-    """Train a meta-controller over `library`'s frozen skills and run the chosen baselines.
+    """Train a meta-controller over `library`'s frozen skills and run the chosen baselines;
+    register the meta-controller (`<library>.meta-<task>`) and, with its skills, the agent
+    (`<library>.agent-<task>`).
 
     `callbacks_for(name, total_steps)` returns extra callbacks for each phase ("meta",
     or a baseline name), e.g. progress bars.
@@ -121,7 +130,14 @@ def train_hierarchical(
                 "reward_scale": f"{meta.reward_scale:.6g}",
             },
         )
-    return HierarchicalResult(run.run_id, run.task, meta, final, model_uri, frozen)
+        try:
+            agent_uri = register_agent_model(
+                run.client, meta, skills, run.library, run.task, config.skill_steps, run.run_id
+            )
+        except SkillforgeError as error:  # the run and the meta-controller are kept
+            logger.warning("the agent is not registered: %s", error)
+            agent_uri = ""
+    return HierarchicalResult(run.run_id, run.task, meta, final, model_uri, frozen, agent_uri)
 
 
 def sac_baseline(
