@@ -2,13 +2,14 @@
 and the meta-controller's skill-action lanes, against the raw env step rate.
 
     python benchmarks/bench_rollouts.py [--env Hopper-v5] [--skills 20] [--steps N]
-                                         [--episodes E] [--envs M]
+                                         [--episodes E] [--envs M] [--repeats R]
 
 Untrained networks of the default size (300x300) do the acting: the cost per step does not
 depend on the weights. The lanes run with the skills from the checkpoint (PyTorch) and from
 the Model Registry (the library model, registered in a temporary store and loaded as
 `hierarchical --skills-from registry` loads it). Prints env steps/s for each and the
-fraction of the raw rate.
+fraction of the raw rate, each the median of `--repeats` runs, every run against the raw
+rate measured just before it.
 """
 
 from __future__ import annotations
@@ -107,29 +108,47 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--episodes", type=int, default=10, help="per skill, for evaluation")
     parser.add_argument("--envs", type=int, default=8, help="lanes of the meta-controller")
+    parser.add_argument("--repeats", type=int, default=3, help="median of this many")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args()
     torch.set_num_threads(1)
     library = make_library(args.env, args.skills)
-    raw = raw_env_rate(args.env, args.steps)
-    rates = {
-        "raw env": raw,
-        f"evaluation ({args.skills} skills batched)": evaluation_rate(library, args.episodes),
-    }
     with tempfile.TemporaryDirectory(prefix="bench-rollouts-") as folder:
         sources = {
             "checkpoint": LibrarySkills(library),
             "registry": registry_skills(library, folder),
         }
+        cases = {
+            f"evaluation ({args.skills} skills batched)": lambda: evaluation_rate(
+                library, args.episodes
+            )
+        }
         for source, skills in sources.items():
             for n_envs in (1, args.envs):
                 name = f"lanes, {source} (K=10, {n_envs} env{'s' * (n_envs > 1)})"
-                rates[name] = skill_action_rate(skills, args.env, args.steps, n_envs)
-    print(f"{args.env}, {args.skills} skills, hidden 300, torch threads 1")
-    for name, rate in rates.items():
-        print(f"  {name:<38} {rate:9,.0f} env steps/s   {rate / raw:6.1%} of raw")
+                cases[name] = lambda s=skills, n=n_envs: skill_action_rate(
+                    s, args.env, args.steps, n
+                )
+        # each case right after a raw measurement of its own: on a shared machine the load
+        # changes from minute to minute, and the fraction of a pair is what stays comparable
+        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
+        for _ in range(args.repeats):
+            for name, measure in cases.items():
+                raw = raw_env_rate(args.env, args.steps)
+                samples[name].append((measure(), raw))
+    print(
+        f"{args.env}, {args.skills} skills, hidden 300, torch threads 1, median of "
+        f"{args.repeats} (each against the raw step rate measured just before it)"
+    )
+    results = {"env": args.env, "skills": args.skills, "repeats": args.repeats}
+    for name, pairs in samples.items():
+        rate = float(np.median([rate for rate, _ in pairs]))
+        fraction = float(np.median([rate / raw for rate, raw in pairs]))
+        raw = float(np.median([raw for _, raw in pairs]))
+        results[name] = {"env_steps_per_s": rate, "fraction_of_raw": fraction, "raw": raw}
+        print(f"  {name:<38} {rate:9,.0f} env steps/s   {fraction:6.1%} of raw ({raw:,.0f}/s)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"env": args.env, "skills": args.skills, **rates}, indent=2))
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
