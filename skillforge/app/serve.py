@@ -25,7 +25,9 @@ class Serving:
     """The request's inputs by name, e.g. observation and skill."""
 
 
-def serve_model(reference: str | None, config: ServeConfig, tracking_uri: str | None = None):
+def serve_model(
+    reference: str | None, config: ServeConfig, tracking_uri: str | None = None
+) -> Serving:
     """Load the model `reference` names and bind a server to it (`Serving.server.serve()`
     answers requests). A library's name, run id or 'latest' serves the newest version of its
     library model; a `models:/` URI (an alias, a version, an agent's model) serves that."""
