@@ -246,6 +246,11 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--jobs", type=int, default=2, help="processes at once (1 thread each)")
     parser.add_argument("--json", default=str(RESULTS / "reuse.json"))
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the results of the runs already in the store, run nothing",
+    )
     args = parser.parse_args()
     seeds = [int(seed) for seed in args.seeds.split(",")]
     tasks = [name.strip() for name in args.tasks.split(",")]
@@ -257,8 +262,9 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     os.chdir(folder)  # checkpoints and mlruns of the store live next to it
     store = f"sqlite:///{folder / 'mlflow.db'}"
-    for library in {TASKS[name].library for name in tasks}:
-        ensure_library(library, store)
+    if not args.report_only:
+        for library in {TASKS[name].library for name in tasks}:
+            ensure_library(library, store)
 
     finished = {
         (r["task"], r["command"], r["seed"])
@@ -274,10 +280,11 @@ def main() -> None:
         if (name, command, seed) not in finished
     ]
     print(f"{len(jobs)} runs to go ({len(finished)} done before)", flush=True)
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(args.jobs, maxtasksperchild=1) as pool:
-        for _ in pool.imap_unordered(run_job, jobs):
-            pass  # each run is recorded in the store
+    if jobs and not args.report_only:
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(args.jobs, maxtasksperchild=1) as pool:
+            for _ in pool.imap_unordered(run_job, jobs):
+                pass  # each run is recorded in the store
 
     done = [r for r in recorded_runs(store) if r["task"] in TASKS]
     done = [r for r in done if r["env_steps"] == TASKS[r["task"]].env_steps]

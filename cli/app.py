@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import sys
 from dataclasses import MISSING
 from types import SimpleNamespace
@@ -51,6 +52,22 @@ def quiet_mlflow() -> None:
         logging.getLogger("mlflow").setLevel(int(level) if level.isdigit() else level)
 
 
+@contextlib.contextmanager
+def interrupted_by_signals():
+    """Inside, SIGINT and SIGTERM raise KeyboardInterrupt (for a server in the foreground);
+    both are set explicitly: a shell starting us in the background leaves SIGINT ignored."""
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def _fail(message: str, code: int) -> None:
     first_line = message.strip().splitlines()[0] if message.strip() else "failed"
     print(f"error: {first_line}", file=sys.stderr)
@@ -88,3 +105,8 @@ Threads = Annotated[
     typer.Option(help="torch and onnxruntime threads (0: all cores).", show_default=True),
 ]
 Experiment = Annotated[str, typer.Option("--experiment", help="MLflow experiment.")]
+LIBRARY_FORMS = "Library name, run id or models:/<library>@<alias> (or models:/<library>/<version>)"
+"""How a library is named wherever one is: a `models:/` URI names the library whose model it is."""
+LibraryArgument = Annotated[
+    str, typer.Argument(help=f"{LIBRARY_FORMS}, or 'latest'.", metavar="LIBRARY")
+]

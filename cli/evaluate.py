@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import Threads, TrackingUri, app
+from cli.app import LIBRARY_FORMS, Threads, TrackingUri, app
 
 
 @app.command()
@@ -15,7 +15,7 @@ def evaluate(
     library: Annotated[
         str | None,
         typer.Argument(
-            help="Library name or run id. Default: the most recent library.", show_default=False
+            help=f"{LIBRARY_FORMS}. Default: the most recent library.", show_default=False
         ),
     ] = None,
     episodes: Annotated[

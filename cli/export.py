@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import Threads, TrackingUri, app
+from cli.app import LIBRARY_FORMS, Threads, TrackingUri, app
 
 
 @app.command("export")
@@ -15,7 +15,7 @@ def export(
     library: Annotated[
         str | None,
         typer.Argument(
-            help="Library name or run id in the MLflow store. Default: the most recent library.",
+            help=f"{LIBRARY_FORMS}. Default: the most recent library.",
             metavar="LIBRARY",
             show_default=False,
         ),
@@ -45,6 +45,14 @@ def export(
             show_default=False,
         ),
     ] = None,
+    agent: Annotated[
+        str | None,
+        typer.Option(
+            help="Export the agent trained on this task instead (`skillforge hierarchical`): "
+            "its ONNX graph, to <out>/agent.onnx (default exports/<library>.agent-<task>/).",
+            show_default=False,
+        ),
+    ] = None,
     log_to_mlflow: Annotated[
         bool,
         typer.Option(
@@ -57,6 +65,16 @@ def export(
     """Export a skill library: one file per skill, a library file, a manifest; checked
     against PyTorch with onnxruntime (or TorchScript) before anything is written."""
     skill_list = _parse_skills(skills)
+    if agent is not None:
+        from skillforge.app.export import export_agent
+
+        if skills is not None or from_checkpoint is not None or log_to_mlflow or fmt != "onnx":
+            raise typer.BadParameter(
+                "--agent exports one ONNX file; it takes LIBRARY, --out and --force only"
+            )
+        path = export_agent(library, agent, out, force, tracking_uri)
+        typer.echo(f"Exported the agent on {agent} to {path}")
+        return
 
     from skillforge.app.checks import use_threads
     from skillforge.app.export import export_saved_library

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import Threads, TrackingUri, app, defaults
+from cli.app import LIBRARY_FORMS, Threads, TrackingUri, app, defaults
 from skillforge.core.config import FinetuneConfig
 
 FINETUNE = defaults(FinetuneConfig)
@@ -25,7 +25,7 @@ def finetune(
     library: Annotated[
         str | None,
         typer.Option(
-            help="Library name or run id. Default: the most recent library.", show_default=False
+            help=f"{LIBRARY_FORMS}. Default: the most recent library.", show_default=False
         ),
     ] = None,
     skill: Annotated[

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import Threads, TrackingUri, app, defaults
+from cli.app import LIBRARY_FORMS, Threads, TrackingUri, app, defaults
 from skillforge.core.config import HierarchicalConfig
 
 HIERARCHICAL = defaults(HierarchicalConfig)
@@ -25,7 +25,7 @@ def hierarchical(
     library: Annotated[
         str | None,
         typer.Option(
-            help="Library name or run id. Default: the most recent library.", show_default=False
+            help=f"{LIBRARY_FORMS}. Default: the most recent library.", show_default=False
         ),
     ] = None,
     steps: Annotated[
@@ -76,16 +76,21 @@ def hierarchical(
     if task:
         task_env_id(task)  # refuse an unknown task before loading torch and mlflow
 
+    from cli.pretrain import echoed_warnings
     from cli.progress import phase_bars
     from skillforge.app.checks import use_threads
     from skillforge.app.hierarchical import train_hierarchical
 
     use_threads(threads)
 
-    with phase_bars() as progress_for:
+    with echoed_warnings(), phase_bars() as progress_for:
         result = train_hierarchical(library, config, tracking_uri, progress_for)
     typer.echo(f"Meta-controller on {result.task}: run {result.run_id}")
     typer.echo(f"  registered  {result.model_uri}")
+    if result.agent_uri:
+        typer.echo(
+            f"  agent       {result.agent_uri} (serve it: skillforge serve {result.agent_uri})"
+        )
     typer.echo(f"  skills frozen (parameter hash unchanged): {result.skills_frozen}")
     meta = result.meta_controller
     if meta.fallback is not None:

@@ -1,4 +1,4 @@
-"""`skillforge library list|show|compare|register|save|import`."""
+"""`skillforge library list|show|compare|register|promote|save|import`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import TrackingUri, app
+from cli.app import LibraryArgument, TrackingUri, app
 from skillforge.core.config import DEFAULT_STORE_TIMEOUT, EvaluationOverrides
 
 library_app = typer.Typer(
@@ -44,19 +44,23 @@ def library_list(tracking_uri: TrackingUri = None) -> None:
 
 @library_app.command("show")
 def library_show(
-    library: Annotated[str, typer.Argument(help="Library name, run id, or 'latest'.")],
+    library: LibraryArgument,
     tracking_uri: TrackingUri = None,
 ) -> None:
-    """Show one library, skill by skill."""
+    """Show one library, skill by skill, with its library model and aliases."""
     from skillforge.app.library import show_library
 
-    info, skills = show_library(library, tracking_uri)
+    view = show_library(library, tracking_uri)
+    info = view.info
     typer.echo(
         f"{info.name}: {info.env_id}, {info.n_skills} skills, {info.step:,} steps, "
         f"{info.status}, run {info.run_id}"
     )
+    aliases = ", ".join(f"@{alias} -> {version}" for alias, version in view.aliases.items())
+    model = view.library_model or "(not registered: skillforge library register NAME)"
+    typer.echo(f"library model {model}{f' ({aliases})' if aliases else ''}")
     rows = [("skill", "registered model", "eval return")]
-    for skill in skills:
+    for skill in view.skills:
         value = "-" if skill.eval_return is None else f"{skill.eval_return:.1f}"
         rows.append((str(skill.index), skill.model_uri or "(not registered)", value))
     _print_table(rows)
@@ -113,7 +117,7 @@ def library_compare(
 
 @library_app.command("register")
 def library_register(
-    library: Annotated[str, typer.Argument(help="Library name, run id, or 'latest'.")],
+    library: LibraryArgument,
     tracking_uri: TrackingUri = None,
     store_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for an unreachable tracking server.")
@@ -146,9 +150,31 @@ def library_register(
     print_result(result)
 
 
+@library_app.command("promote")
+def library_promote(
+    library: LibraryArgument,
+    alias: Annotated[str, typer.Option(help="The alias to set, e.g. champion.")],
+    version: Annotated[
+        str | None,
+        typer.Option(
+            help="Version of the library model. Default: the one LIBRARY names "
+            "(models:/<library>/<version>), else the newest.",
+            show_default=False,
+        ),
+    ] = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Set an MLflow alias on the library model; afterwards `models:/<library>@<alias>` names
+    the library wherever one is named, and `serve` and `hierarchical` run that version."""
+    from skillforge.app.library import promote_library
+
+    uri, version = promote_library(library, alias, version, tracking_uri)
+    typer.echo(f"{uri} -> version {version}")
+
+
 @library_app.command("save")
 def library_save(
-    library: Annotated[str, typer.Argument(help="Library name, run id, or 'latest'.")],
+    library: LibraryArgument,
     out: Annotated[
         str, typer.Option("--out", "-o", help="The library file to write (e.g. hopper.pt).")
     ],

@@ -7,6 +7,7 @@ from cli import (  # noqa: F401  (importing a command module registers it)
     hierarchical,
     library,
     pretrain,
+    serve,
     ui,
 )
 from cli.app import app

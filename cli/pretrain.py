@@ -213,6 +213,8 @@ def print_result(result) -> None:
         )
     if result.models:
         typer.echo(f"  registered  {len(result.models)} skills, e.g. {result.models[0]}")
+    if result.library_model:
+        typer.echo(f"  library     {result.library_model} (every skill: observation, skill in)")
 
 
 class _EchoWarnings(logging.Handler):

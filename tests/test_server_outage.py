@@ -6,7 +6,6 @@ that registers it later, and that command, once the server is back, completes it
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 
 import requests
+from helpers import free_port
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -25,12 +25,6 @@ TINY = (
     "--checkpoint-every 500 --threads 1 --eval-episodes 1 --no-video"
 ).split()
 STEPS = {"waits": 5000, "gives-up": 1500}  # "waits" trains on long after the server goes
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Server:

@@ -9,6 +9,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from helpers import free_port
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -16,12 +17,6 @@ from skillforge.store import tracking
 from skillforge.store import ui_server as ui
 
 runner = CliRunner()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def children(pid: int) -> list[int]:

@@ -1,5 +1,5 @@
 """The end of a library's run: evaluate it, wait for the store to hold every metric, log
-plots and checkpoint, register every skill, record how the run ended."""
+plots and checkpoint, register every skill and the whole library, record how the run ended."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from skillforge.app.graph_models import register_library_model
 from skillforge.app.library_run import LibraryRun, PretrainResult
 from skillforge.core.envs import make_env
 from skillforge.core.errors import (
@@ -26,7 +27,8 @@ END_RECORD_TIMEOUT = 15.0
 
 def complete_library(job: LibraryRun, tracker, library, step: int) -> PretrainResult:
     """Evaluate (unless the journal has it), wait for the store to have every metric, log
-    the plot and the checkpoint, register the skills not yet registered, mark it finished."""
+    the plot and the checkpoint, register the skills and the library model not yet
+    registered, mark it finished."""
     import mlflow
 
     from skillforge.evaluation.report import evaluate
@@ -73,9 +75,9 @@ def complete_library(job: LibraryRun, tracker, library, step: int) -> PretrainRe
         _log_plots(client, tracker, run_id, library, report)
         client.log_artifact(run_id, checkpoint_path, "checkpoint")
         with mlflow.start_run(run_id=run_id):
-            models = registry.register_skills(
-                client, library, run_id, example_observations(library), step
-            )
+            example = example_observations(library)
+            models = registry.register_skills(client, library, run_id, example, step)
+            library_model = register_library_model(client, library, run_id, example, step)
             client.set_tag(run_id, tracking.TAG_STATUS, "finished")
     except SkillforgeError:
         raise
@@ -84,7 +86,9 @@ def complete_library(job: LibraryRun, tracker, library, step: int) -> PretrainRe
             f"registering library {config.name} failed ({first_line(error)}); "
             f"its training is complete and saved in {checkpoint_path}; retry with: {later}"
         ) from error
-    return PretrainResult(library, run_id, client.tracking_uri, checkpoint_path, models, metrics)
+    return PretrainResult(
+        library, run_id, client.tracking_uri, checkpoint_path, models, metrics, library_model
+    )
 
 
 def _log_plots(client, tracker, run_id, library, report) -> None:

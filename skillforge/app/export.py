@@ -1,9 +1,11 @@
 """`skillforge export`: export a library of the store (or a checkpoint file), optionally
-logging the ONNX files to its MLflow run as models."""
+logging the ONNX files to its MLflow run as models; or the ONNX graph of a trained agent."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
@@ -12,9 +14,10 @@ import numpy as np
 
 from skillforge.app.load import load_library
 from skillforge.core.errors import ExportError
+from skillforge.core.names import agent_model_name
 from skillforge.export.formats import check_format
 from skillforge.export.writer import ExportResult, export_library
-from skillforge.skills.library import SkillLibrary
+from skillforge.skills.library import DEFAULT_EXPORT_ROOT, SkillLibrary
 from skillforge.store import registry, tracking
 
 
@@ -63,6 +66,46 @@ def export_saved_library(
     return export_library(
         library, out_dir, fmt, skills, force, source=source, log_models=log_models
     )
+
+
+def export_agent(
+    reference: str | None,
+    task: str,
+    out_dir: str | os.PathLike | None = None,
+    force: bool = False,
+    tracking_uri: str | None = None,
+) -> Path:
+    """Write the agent of library `reference` on `task` (the newest version of its registered
+    model `<library>.agent-<task>`) to `out_dir` (default `exports/<library>.agent-<task>/`)
+    as `agent.onnx`: the graph checked against PyTorch when the agent was registered, its
+    inputs, outputs, ranges and hold length K in its metadata. Returns the file."""
+    client = tracking.connect(tracking_uri)
+    info = tracking.find_library(reference, tracking_uri)
+    name = agent_model_name(info.name, task)
+    version = registry.newest_version(client, name)
+    if version is None:
+        raise ExportError(
+            f"library {info.name} has no agent on {task}; train one with "
+            f"`skillforge hierarchical {task} --library {info.name}`"
+        )
+    target = Path(out_dir or Path(DEFAULT_EXPORT_ROOT) / name).expanduser().resolve()
+    path = target / "agent.onnx"
+    if path.exists() and not force:
+        raise ExportError(f"{path} already exists; pass --force to replace it")
+    target.mkdir(parents=True, exist_ok=True)
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="skillforge-agent-") as folder:
+        uri = f"models:/{name}/{version}"
+        found = list(
+            Path(mlflow.artifacts.download_artifacts(uri, dst_path=folder)).rglob("agent.onnx")
+        )
+        if not found:
+            raise ExportError(f"models:/{name}/{version} holds no agent.onnx")
+        partial = path.with_suffix(".onnx.tmp")
+        shutil.copyfile(found[0], partial)
+        os.replace(partial, path)  # all or nothing
+    return path
 
 
 def _log_models(

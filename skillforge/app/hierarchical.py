@@ -6,13 +6,16 @@ episodes, run to their end."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from skillforge.app.agent_model import register_agent_model
 from skillforge.app.downstream import DownstreamRun
 from skillforge.core.config import HierarchicalConfig
 from skillforge.core.envs import EVAL_SEED_OFFSET
+from skillforge.core.errors import SkillforgeError
 from skillforge.reuse import baselines
 from skillforge.reuse.meta_controller import MetaController, train_meta_controller
 from skillforge.reuse.skill_actions import SkillActionEnvs, run_skill_policy
@@ -26,6 +29,8 @@ from skillforge.reuse.tasks import make_task
 from skillforge.skills.library import SkillLibrary
 from skillforge.store import registry, tracking
 
+logger = logging.getLogger("skillforge")
+
 
 @dataclass
 class HierarchicalResult:
@@ -37,15 +42,20 @@ class HierarchicalResult:
     final_returns: dict[str, float] = field(default_factory=dict)
     model_uri: str = ""
     skills_frozen: bool = True
+    agent_uri: str = ""
+    """The meta-controller and its skills as one registered model, `<library>.agent-<task>`."""
 
 
-def load_skill_set(library: SkillLibrary, source: str, tracking_uri: str | None):
-    """The library's skills from the registry, its ONNX export or its checkpoint."""
+def load_skill_set(
+    library: SkillLibrary, source: str, tracking_uri: str | None, model_uri: str = ""
+):
+    """The library's skills from the registry (its library model: version `model_uri`, by
+    default the newest), its ONNX export or its checkpoint."""
     from skillforge.skills import sources as skill_sources
 
     if source == "registry":
         uri = tracking.resolve_tracking_uri(tracking_uri)
-        return skill_sources.RegistrySkills.load(library.name, library.spec, uri)
+        return skill_sources.RegistrySkills.load(library.name, library.spec, uri, model_uri)
     if source == "onnx":
         return skill_sources.OnnxSkills.load(library.name, library.spec)
     return skill_sources.LibrarySkills(library)
@@ -57,7 +67,9 @@ def train_hierarchical(
     tracking_uri: str | None = None,
     callbacks_for=lambda name, total: (),
 ) -> HierarchicalResult:
-    """Train a meta-controller over `library`'s frozen skills and run the chosen baselines.
+    """Train a meta-controller over `library`'s frozen skills and run the chosen baselines;
+    register the meta-controller (`<library>.meta-<task>`) and, with its skills, the agent
+    (`<library>.agent-<task>`).
 
     `callbacks_for(name, total_steps)` returns extra callbacks for each phase ("meta",
     or a baseline name), e.g. progress bars.
@@ -66,7 +78,7 @@ def train_hierarchical(
 
     params = {**config.to_params(), "learner": "double-dqn"}
     run = DownstreamRun.start(library, config.task, "meta", params, tracking_uri)
-    skills = load_skill_set(run.library, config.skills_from, tracking_uri)
+    skills = load_skill_set(run.library, config.skills_from, tracking_uri, run.info.model_uri)
     lanes = SkillActionEnvs(
         [make_task(run.task) for _ in range(config.envs)], skills, config.skill_steps
     )
@@ -123,7 +135,14 @@ def train_hierarchical(
                 "reward_scale": f"{meta.reward_scale:.6g}",
             },
         )
-    return HierarchicalResult(run.run_id, run.task, meta, final, model_uri, frozen)
+        try:
+            agent_uri = register_agent_model(
+                run.client, meta, skills, run.library, run.task, config.skill_steps, run.run_id
+            )
+        except SkillforgeError as error:  # the run and the meta-controller are kept
+            logger.warning("the agent is not registered: %s", error)
+            agent_uri = ""
+    return HierarchicalResult(run.run_id, run.task, meta, final, model_uri, frozen, agent_uri)
 
 
 def sac_baseline(

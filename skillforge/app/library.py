@@ -1,13 +1,21 @@
-"""`skillforge library list|show|compare`: the libraries of a store, one by one or side by side."""
+"""`skillforge library list|show|compare|promote`: the libraries of a store, one by one or
+side by side, and aliases of their library models."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from skillforge.core.errors import ConfigError, LibraryNotFound
+from skillforge.core.names import library_model_name
 from skillforge.evaluation import compare
-from skillforge.store import tracking
+from skillforge.store import registry, tracking
+from skillforge.store.records import library_records
 from skillforge.store.registry import SkillInfo, library_skills
 from skillforge.store.tracking import LibraryInfo
+
+ALIAS = re.compile(r"(?!latest$)(?![vV][0-9]+$)[A-Za-z0-9_-]{1,255}")
+"""What MLflow takes as an alias: letters, digits, '_' and '-'; not `latest`, not `v<N>`."""
 
 
 @dataclass(frozen=True)
@@ -20,13 +28,53 @@ class Comparison:
     not_evaluated: list[str]
 
 
-def show_library(
-    reference: str, tracking_uri: str | None = None
-) -> tuple[LibraryInfo, list[SkillInfo]]:
-    """One library and its skills (registered model, evaluated return)."""
+@dataclass(frozen=True)
+class LibraryView:
+    """One library as `skillforge library show` prints it."""
+
+    info: LibraryInfo
+    skills: list[SkillInfo]
+    library_model: str
+    """The newest version of the library model (empty if it has none)."""
+    aliases: dict[str, str]
+    """Aliases of the library model and the versions they point at."""
+
+
+def show_library(reference: str, tracking_uri: str | None = None) -> LibraryView:
+    """One library: its skills (registered model, evaluated return), its library model and
+    the aliases of that model."""
     client = tracking.connect_existing(tracking_uri)
     info = tracking.find_library(reference, client=client)
-    return info, library_skills(info, client=client)
+    name = library_model_name(info.name)
+    version = registry.newest_version(client, name)
+    uri = f"models:/{name}/{version}" if version else ""
+    aliases = registry.model_aliases(client, name) if version else {}
+    return LibraryView(info, library_skills(info, client=client), uri, aliases)
+
+
+def promote_library(
+    reference: str, alias: str, version: str | None = None, tracking_uri: str | None = None
+) -> tuple[str, str]:
+    """Point `alias` (e.g. champion) of the library model of `reference` at `version`
+    (default: the version `reference` names when it is a `models:/` URI, else the newest).
+    Returns (`models:/<library>@<alias>`, the version); `--library models:/<library>@<alias>`
+    then names that library, and `serve` and `hierarchical` run that version."""
+    if not ALIAS.fullmatch(alias):
+        raise ConfigError(
+            f"--alias {alias!r} is not an alias MLflow takes: use letters, digits, '_' and '-' "
+            "(not 'latest', not v<number>), e.g. champion"
+        )
+    client = tracking.connect_existing(tracking_uri)
+    info = tracking.find_library(reference, client=client)
+    name = library_model_name(info.name)
+    newest = registry.newest_version(client, name)
+    if newest is None:
+        raise LibraryNotFound(
+            f"library {info.name} has no library model yet; register it with "
+            f"`skillforge library register {info.name}`"
+        )
+    version = version or info.model_uri.rpartition("/")[2] or newest
+    return registry.set_alias(client, name, alias, version), version
 
 
 def compare_libraries(
@@ -38,6 +86,6 @@ def compare_libraries(
     """The evaluation measures of `references` (default: every library), one column each, as
     a table, markdown or csv (`fmt`, else from the `output` file's suffix)."""
     style = compare.format_for(output, fmt)  # refuse a bad --format before touching the store
-    records = tracking.library_records(references, tracking_uri)
+    records = library_records(references, tracking_uri)
     text = compare.render(compare.comparison(records), style)
     return Comparison(text, style, len(records), compare.not_evaluated(records))

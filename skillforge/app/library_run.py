@@ -28,7 +28,10 @@ class PretrainResult:
     tracking_uri: str
     checkpoint_path: str
     models: list[str] = field(default_factory=list)
+    """The registered skills, one model URI each."""
     metrics: dict[str, float] = field(default_factory=dict)
+    library_model: str = ""
+    """The registered library model (every skill in one: observation and skill index in)."""
 
 
 @dataclass(frozen=True)

@@ -357,3 +357,17 @@ def parse_baselines(text: str) -> tuple[str, ...]:
     """`best-skill,random-skills,sac` -> a tuple; 'none' or '' -> ()."""
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     return () if names in ((), ("none",)) else names
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """`skillforge serve`: a registered library or agent over HTTP."""
+
+    host: str = "127.0.0.1"
+    """Address to listen on; anything but loopback lets anyone who reaches the port use it."""
+    port: int = 5001
+    """TCP port (the MLflow UI takes 5000)."""
+
+    def __post_init__(self) -> None:
+        _require(0 < self.port < 65536, f"--port must be in 1..65535, got {self.port}")
+        _require(bool(self.host.strip()), "--host must name an address, e.g. 127.0.0.1")

@@ -16,3 +16,15 @@ def skill_model_name(library: str, skill: int) -> str:
     """Registered model name of one skill. The library is part of the name because skill
     indices of two libraries are unrelated: `hopper-20sk-ab12cd.skill-03`."""
     return f"{library}.skill-{skill:02d}"
+
+
+def library_model_name(library: str) -> str:
+    """Registered model name of a whole library (every skill in one model: observation and
+    skill index in): the library's own name, next to its `<library>.skill-NN` models."""
+    return library
+
+
+def agent_model_name(library: str, task: str) -> str:
+    """Registered model name of a hierarchical agent (meta-controller and the library's skills
+    in one model) trained on `task`: `hopper-20sk-ab12cd.agent-Hopper-v5`."""
+    return f"{library}.agent-{task}"

@@ -44,7 +44,7 @@ def _effective_share(record) -> str:
     return "" if value is None else f"{value / record.info.n_skills:.2f}"
 
 
-# (row label, how to read it from a `tracking.LibraryRecord`)
+# (row label, how to read it from a `records.LibraryRecord`)
 ROWS: list[tuple[str, Callable]] = [
     ("environment", lambda r: r.info.env_id),
     ("skills N", lambda r: str(r.info.n_skills)),

@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,19 +44,28 @@ def _quiet_exporter():
         logger.setLevel(level)
 
 
-def save_onnx(module: nn.Module, args: tuple, path: Path, metadata: dict[str, str]) -> None:
+def save_onnx(
+    module: nn.Module,
+    args: tuple,
+    path: Path,
+    metadata: dict[str, str],
+    input_names: Sequence[str] = ("observation", "skill"),
+    output_names: Sequence[str] = ("action",),
+) -> None:
+    """Write `module` called on `args` to `path` as ONNX, every input and output with a
+    dynamic batch dimension, `metadata` in the file (its `description` as doc string).
+    The inputs are named after the first `len(args)` of `input_names`."""
     import onnx
 
     batch = torch.export.Dim("batch")
-    names = ["observation", "skill"][: len(args)]
     with _quiet_exporter(), torch.no_grad():
         program = torch.onnx.export(
             module,
             args,
             dynamo=True,
             opset_version=ONNX_OPSET,
-            input_names=names,
-            output_names=["action"],
+            input_names=list(input_names[: len(args)]),
+            output_names=list(output_names),
             dynamic_shapes=tuple({0: batch} for _ in args),
             external_data=False,
             verbose=False,

@@ -42,16 +42,18 @@ def file_metadata(library: SkillLibrary, skill: int | None) -> dict[str, str]:
             f"and skill index in, deterministic action out."
         )
         inputs = f"{observation}; skill int64 [batch] in 0..{spec.n_skills - 1}"
+        ranges = {"input_ranges": json.dumps({"skill": [0, spec.n_skills - 1]})}
     else:
         description = (
             f"Skill {skill} of {spec.n_skills} of library {library.name} ({spec.env_id}): "
             "observation in, deterministic action out."
         )
-        inputs = observation
+        inputs, ranges = observation, {}
     return {
         **library_tags(library, library.run_id),
         "skill": "all" if skill is None else str(skill),
         "inputs": inputs,
+        **ranges,
         "outputs": f"action float32 [batch, {spec.action_dim}]",
         "description": description,
     }

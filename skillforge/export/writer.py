@@ -155,6 +155,23 @@ def _staging_folder(target: Path) -> Path:
         raise ExportError(f"cannot write to {target.parent}: {reason}") from None
 
 
+def write_library_onnx(
+    library: SkillLibrary, path: Path, tolerance: float = PARITY_TOLERANCE
+) -> ParityCheck:
+    """Every skill in one ONNX graph (observation and skill index in, action out), written to
+    `path` and checked against the PyTorch policy like the library file of an export: what
+    the library's registered model runs. A failed check is an ExportError."""
+    observations = parity_observations(library)
+    module, args = _library_module(library, observations)
+    return _write_checked(library, "onnx", path, None, module, args, observations, tolerance)
+
+
+def _library_module(library: SkillLibrary, observations: np.ndarray) -> tuple[nn.Module, tuple]:
+    """The library file's module and example arguments (two rows, skills 0 and 1)."""
+    module = LibraryPolicy(library.policy, library.n_skills).eval()
+    return module, (torch.from_numpy(observations[:2]), torch.tensor([0, 1]))
+
+
 def _write_and_check(
     library: SkillLibrary,
     fmt: str,
@@ -164,39 +181,54 @@ def _write_and_check(
     tolerance: float,
 ) -> tuple[list[str], list[ParityCheck]]:
     """Write every file of the export into `folder` and compare each with the PyTorch policy."""
-    onnx = fmt == "onnx"
-    save, load = (save_onnx, onnx_runner) if onnx else (save_torchscript, torchscript_runner)
     suffix = ".onnx" if fmt == "onnx" else ".pt"
-    n_skills = library.n_skills
     example = torch.from_numpy(observations[:2])
     jobs: list[tuple[str, int | None, nn.Module, tuple]] = [
         (f"skill-{skill:02d}{suffix}", skill, library.skill(skill), (example,)) for skill in skills
     ]
-    library_module = LibraryPolicy(library.policy, n_skills).eval()
-    jobs.append((f"library{suffix}", None, library_module, (example, torch.tensor([0, 1]))))
-    every_skill = np.repeat(np.arange(n_skills), len(observations))  # (n_skills * rows,)
-    files, checks = [], []
-    for name, skill, module, example_args in jobs:
-        path = folder / name
-        try:
-            save(module, example_args, path, file_metadata(library, skill))
-            run = load(path)
-        except Exception as error:  # the exporter's own failures: one line, nothing kept
-            raise ExportError(f"{fmt} export of {name} failed: {first_line(error)}") from None
-        if skill is None:
-            obs, skill_ids = np.tile(observations, (n_skills, 1)), every_skill
-        else:
-            obs, skill_ids = observations, np.full(len(observations), skill)
-        diff = max_abs_diff(run, library, obs, skill_ids, per_skill=skill is not None)
-        check = ParityCheck(name, skill, len(obs), diff, bool(diff <= tolerance))
-        if not check.passed:
-            raise ExportError(
-                f"parity check failed: {name} differs from the PyTorch policy by {diff:.3g} "
-                f"(max abs) > {tolerance:g} on {len(obs):,} observations; nothing was written"
-            )
-        files.append(name)
-        checks.append(check)
-    return files, checks
+    jobs.append((f"library{suffix}", None, *_library_module(library, observations)))
+    checks = [
+        _write_checked(library, fmt, folder / name, skill, module, args, observations, tolerance)
+        for name, skill, module, args in jobs
+    ]
+    return [check.file for check in checks], checks
+
+
+def _write_checked(
+    library: SkillLibrary,
+    fmt: str,
+    path: Path,
+    skill: int | None,
+    module: nn.Module,
+    example_args: tuple,
+    observations: np.ndarray,
+    tolerance: float,
+) -> ParityCheck:
+    """Write one file (skill `skill`'s, or with None the library file) and compare its
+    actions with the PyTorch policy's on `observations` (the library file: with every skill)."""
+    save, load = (
+        (save_onnx, onnx_runner) if fmt == "onnx" else (save_torchscript, torchscript_runner)
+    )
+    name = path.name
+    try:
+        save(module, example_args, path, file_metadata(library, skill))
+        run = load(path)
+    except Exception as error:  # the exporter's own failures: one line, nothing kept
+        raise ExportError(f"{fmt} export of {name} failed: {first_line(error)}") from None
+    if skill is None:
+        n_skills = library.n_skills
+        obs = np.tile(observations, (n_skills, 1))
+        skill_ids = np.repeat(np.arange(n_skills), len(observations))  # (n_skills * rows,)
+    else:
+        obs, skill_ids = observations, np.full(len(observations), skill)
+    diff = max_abs_diff(run, library, obs, skill_ids, per_skill=skill is not None)
+    check = ParityCheck(name, skill, len(obs), diff, bool(diff <= tolerance))
+    if not check.passed:
+        raise ExportError(
+            f"parity check failed: {name} differs from the PyTorch policy by {diff:.3g} "
+            f"(max abs) > {tolerance:g} on {len(obs):,} observations; nothing was written"
+        )
+    return check
 
 
 def _commit(staging: Path, target: Path) -> None:

@@ -10,13 +10,13 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from skillforge.core.errors import SkillforgeError, first_line
-from skillforge.core.names import skill_model_name
+from skillforge.core.names import library_model_name
 from skillforge.rl.spec import LibrarySpec
 from skillforge.skills.library import DEFAULT_EXPORT_ROOT, SkillLibrary, parameter_hash
 from skillforge.skills.onnx_session import onnx_session
+from skillforge.skills.registered_graph import load_graph
 
 
 class LibrarySkills:
@@ -35,43 +35,53 @@ class LibrarySkills:
 
 
 class RegistrySkills:
-    """One registered model per skill (`<library>.skill-NN`), loaded with plain MLflow."""
+    """The library's registered model (`<library>`: every skill in one ONNX graph, observation
+    and skill index in), loaded with plain MLflow and run by onnxruntime: one batched call
+    per env step, whichever skills the rows run."""
 
-    def __init__(self, models: list[torch.nn.Module], spec: LibrarySpec) -> None:
-        self.models = models
-        self.n_skills = len(models)
+    def __init__(self, graph, spec: LibrarySpec) -> None:
+        self.graph = graph
+        metadata = graph.metadata
+        if metadata.get("env_id") != spec.env_id or metadata.get("n_skills") != str(spec.n_skills):
+            raise SkillforgeError(
+                f"the registered model of library {metadata.get('library', '?')} holds "
+                f"{metadata.get('n_skills', '?')} skills of {metadata.get('env_id', '?')}, not "
+                f"{spec.n_skills} of {spec.env_id}"
+            )
+        self.n_skills = spec.n_skills
         self.obs_dim, self.action_dim = spec.obs_dim, spec.action_dim
 
     @classmethod
-    def load(cls, library_name: str, spec: LibrarySpec, tracking_uri: str) -> RegistrySkills:
-        """Load the newest version of every skill of `library_name` from the registry."""
+    def load(
+        cls, library_name: str, spec: LibrarySpec, tracking_uri: str, model_uri: str = ""
+    ) -> RegistrySkills:
+        """Load `model_uri` (default: the newest version of the library's model)."""
         import mlflow
-        from mlflow.exceptions import MlflowException
 
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
-        models = []
-        for skill in range(spec.n_skills):
-            uri = f"models:/{skill_model_name(library_name, skill)}/latest"
-            try:
-                models.append(mlflow.pytorch.load_model(uri))
-            except MlflowException as error:
-                raise SkillforgeError(f"cannot load {uri} from the registry: {error}") from None
-        return cls(models, spec)
+        uri = model_uri or f"models:/{library_model_name(library_name)}/latest"
+        try:
+            graph = load_graph(uri)
+        except SkillforgeError as error:
+            if model_uri:
+                raise
+            raise SkillforgeError(
+                f"{error}; a library registered before library models existed gets one with "
+                f"`skillforge library register {library_name}`"
+            ) from None
+        return cls(graph, spec)
 
-    @torch.no_grad()
     def act(self, obs: np.ndarray, skills: np.ndarray) -> np.ndarray:
-        """One batched call per skill in use (each skill is its own registered model)."""
-        obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32))
-        skills = np.asarray(skills)
-        actions = np.zeros((len(obs_t), self.action_dim), dtype=np.float32)
-        for skill in np.unique(skills):
-            rows = np.flatnonzero(skills == skill)
-            actions[rows] = self.models[int(skill)](obs_t[rows]).numpy()
-        return actions
+        """Deterministic actions (batch, action_dim): one call of the library's graph."""
+        inputs = {
+            "observation": np.asarray(obs, dtype=np.float32),
+            "skill": np.asarray(skills, dtype=np.int64),
+        }
+        return self.graph.run(inputs)
 
     def fingerprint(self) -> str:
-        return hashlib.sha256("".join(parameter_hash(m) for m in self.models).encode()).hexdigest()
+        return hashlib.sha256(Path(self.graph.path).read_bytes()).hexdigest()
 
 
 class OnnxSkills:

@@ -1,14 +1,22 @@
 """The MLflow Model Registry: every skill of a library as its own registered model
-(`<library>.skill-NN`), self-describing tags, and ONNX exports logged as models."""
+(`<library>.skill-NN`), ONNX graphs (a whole library, an agent) as models run by
+`graph_model.py`, self-describing tags, aliases, and ONNX exports logged as models."""
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from skillforge.core.errors import ConfigError
 from skillforge.core.names import skill_model_name
 from skillforge.skills.library import library_tags
+from skillforge.skills.onnx_session import onnx_session
 from skillforge.store.tracking import LibraryInfo, connect
+
+GRAPH_MODEL_CODE = Path(__file__).with_name("graph_model.py")
+"""The code of every graph model, logged with it (MLflow's models from code)."""
 
 
 def register_skills(
@@ -35,20 +43,73 @@ def register_skills(
             version = _log_and_register(
                 client, library.skill(skill), example_obs, name, artifact, tags
             )
-        client.update_registered_model(  # again on a retry: a kill may have come before
-            name,
-            description=(
-                f"Skill {skill} of {library.n_skills} of library {library.name} "
-                f"({library.spec.env_id}, run {run_id}). Deterministic: observation in, "
-                "action out. Skill indices of different libraries are unrelated."
-            ),
+        description = (
+            f"Skill {skill} of {library.n_skills} of library {library.name} "
+            f"({library.spec.env_id}, run {run_id}). Deterministic: observation in, "
+            "action out. Skill indices of different libraries are unrelated."
         )
-        for key, value in tags.items():
-            client.set_registered_model_tag(name, key, value)
+        _describe(client, name, description, tags)
         names.append(f"models:/{name}/{version}")
         if on_skill is not None:
             on_skill(skill)
     return names
+
+
+def register_graph(
+    client,
+    name: str,
+    artifact: str,
+    write_graph: Callable[[Path], None],
+    example: dict,
+    tags: dict[str, str],
+    description: str,
+) -> str:
+    """Register an ONNX graph as model `name`, run by `graph_model.py`: `write_graph(path)`
+    writes the graph (its metadata `input_ranges` bounds its integer inputs), which is logged
+    to the active run as `artifact` with a signature and the named arrays `example` as input
+    example.
+
+    Idempotent like `register_skills`: when model `name` has a version from this run at this
+    step (tags `run_id`, `step`), nothing is written or logged again. Returns the model URI.
+    """
+    import mlflow
+    import numpy as np
+    import onnxruntime
+    from mlflow.models import infer_signature
+
+    version = _registered_version(client, name, tags["run_id"], tags.get("step"))
+    if version is None:
+        requirements = [
+            f"mlflow=={mlflow.__version__}",
+            f"onnxruntime=={onnxruntime.__version__}",
+            f"numpy=={np.__version__}",
+        ]
+        with tempfile.TemporaryDirectory(prefix="skillforge-graph-") as folder:
+            path = Path(folder) / f"{artifact}.onnx"
+            write_graph(path)
+            session = onnx_session(path)
+            names = [node.name for node in session.get_outputs()]
+            outputs = session.run(names, example)
+            output = outputs[0] if len(names) == 1 else dict(zip(names, outputs, strict=True))
+            info = mlflow.pyfunc.log_model(
+                name=artifact,
+                python_model=str(GRAPH_MODEL_CODE),
+                artifacts={"graph": str(path)},
+                signature=infer_signature(example, output),
+                input_example=example,
+                pip_requirements=requirements,
+            )
+        version = mlflow.register_model(info.model_uri, name, tags=tags).version
+    _describe(client, name, description, tags)
+    return f"models:/{name}/{version}"
+
+
+def _describe(client, name: str, description: str, tags: dict[str, str]) -> None:
+    """Description and tags of registered model `name` (set again on a retry: a kill may
+    have come between registering a version and describing the model)."""
+    client.update_registered_model(name, description=description)
+    for key, value in tags.items():
+        client.set_registered_model_tag(name, key, value)
 
 
 def _registered_version(client, name: str, run_id: str, step: str | None) -> str | None:
@@ -58,6 +119,31 @@ def _registered_version(client, name: str, run_id: str, step: str | None) -> str
         if tags.get("run_id") == run_id and (step is None or tags.get("step") == step):
             return str(version.version)
     return None
+
+
+def newest_version(client, name: str) -> str | None:
+    """The newest version of registered model `name`, None if it has none."""
+    versions = client.search_model_versions(f"name = '{name}'")
+    return str(max(int(version.version) for version in versions)) if versions else None
+
+
+def model_aliases(client, name: str) -> dict[str, str]:
+    """The aliases of registered model `name` and the version each points at."""
+    return dict(client.get_registered_model(name).aliases)
+
+
+def set_alias(client, name: str, alias: str, version: str) -> str:
+    """Point `alias` of registered model `name` at `version` (moving it if it pointed
+    elsewhere); returns `models:/<name>@<alias>`. A version the model does not have is a
+    ConfigError."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_model_version(name, version)
+    except MlflowException:
+        raise ConfigError(f"model {name} has no version {version!r}") from None
+    client.set_registered_model_alias(name, alias, version)
+    return f"models:/{name}@{alias}"
 
 
 @dataclass(frozen=True)
@@ -78,8 +164,8 @@ def library_skills(
     skills = []
     for index in range(info.n_skills):
         name = skill_model_name(info.name, index)
-        versions = client.search_model_versions(f"name = '{name}'")
-        uri = f"models:/{name}/{max(int(v.version) for v in versions)}" if versions else ""
+        version = newest_version(client, name)
+        uri = f"models:/{name}/{version}" if version else ""
         skills.append(SkillInfo(index, uri, metrics.get(f"eval/return/skill_{index:02d}")))
     return skills
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from skillforge.core.errors import ConfigError, LibraryNotFound, SkillforgeError, first_line
+from skillforge.core.names import library_model_name
+from skillforge.store.model_uris import is_model_uri, model_version
 from skillforge.store.paths import (
     artifact_root,
     check_sqlite_file,
@@ -196,6 +198,9 @@ class LibraryInfo:
     started: float
     experiment: str
     checkpoint: str
+    model_uri: str = ""
+    """The version of the library model that a `models:/<library>@<alias>` (or `/<version>`)
+    reference named, else empty: `hierarchical --skills-from registry` and `serve` run it."""
 
     @property
     def date(self) -> str:
@@ -251,8 +256,9 @@ def find_library(
     experiment: str | None = None,
     client=None,
 ) -> LibraryInfo:
-    """A library by name or run id; None or 'latest' means the most recent one (`client`:
-    an open store's, to use it instead of connecting again)."""
+    """A library by name, run id or registered model URI (`model_uris.FORMS`: the library of
+    the model version it names); None or 'latest' means the most recent one (`client`: an
+    open store's, to use it instead of connecting again)."""
     libraries = list_libraries(tracking_uri, experiment, client)
     if not libraries:
         store = resolve_tracking_uri(tracking_uri)
@@ -261,11 +267,30 @@ def find_library(
         )
     if reference in (None, "", "latest"):
         return libraries[0]
+    if is_model_uri(reference):
+        return _library_of_model(reference, libraries, client or connect(tracking_uri))
     for library in libraries:
         if reference in (library.name, library.run_id):
             return library
     known = ", ".join(sorted({library.name for library in libraries})[:20])
     raise LibraryNotFound(f"no library named {reference!r}; libraries in the store: {known}")
+
+
+def _library_of_model(uri: str, libraries: list[LibraryInfo], client):
+    """The library of the model version `uri` names (by its version tags `run_id`, else
+    `library`); a version of the library model itself becomes its `model_uri`."""
+    version = model_version(client, uri)
+    tags = version.tags or {}
+    found = [library for library in libraries if library.run_id == tags.get("run_id")]
+    found = found or [library for library in libraries if library.name == tags.get("library")]
+    if not found:
+        raise LibraryNotFound(
+            f"{uri} (model {version.name}, version {version.version}) "
+            "belongs to no library of this store"
+        )
+    if version.name != library_model_name(found[0].name):  # a skill, a meta-controller...
+        return found[0]
+    return replace(found[0], model_uri=f"models:/{version.name}/{version.version}")
 
 
 def log_params(client, run_id: str, params: dict[str, str]) -> None:
@@ -328,36 +353,3 @@ def log_evaluation(
         client.set_tag(run_id, TAG_COVERAGE, coverage_of)
     if folder is not None:
         client.log_artifacts(run_id, str(folder))
-
-
-@dataclass(frozen=True)
-class LibraryRecord:
-    """A library with its run's latest metrics, params and tags (what `compare` reads)."""
-
-    info: LibraryInfo
-    experiment_id: str
-    metrics: dict[str, float]
-    params: dict[str, str]
-    tags: dict[str, str]
-
-
-def library_records(references: list[str], tracking_uri: str | None = None) -> list[LibraryRecord]:
-    """The libraries named by `references` (names or run ids; none: every library, newest
-    first), each with its run's data."""
-    client = connect_existing(tracking_uri)
-    if references:
-        infos = [find_library(reference, client=client) for reference in references]
-    else:
-        infos = list_libraries(client=client)
-        if not infos:
-            find_library(None, client=client)  # raises the "no libraries" error
-    records = []
-    for info in infos:
-        run = client.get_run(info.run_id)
-        data = run.data
-        records.append(
-            LibraryRecord(
-                info, run.info.experiment_id, dict(data.metrics), dict(data.params), dict(data.tags)
-            )
-        )
-    return records
