@@ -110,3 +110,16 @@ LIBRARY_FORMS = "Library name, run id or models:/<library>@<alias> (or models:/<
 LibraryArgument = Annotated[
     str, typer.Argument(help=f"{LIBRARY_FORMS}, or 'latest'.", metavar="LIBRARY")
 ]
+
+TaskArgument = Annotated[
+    str | None,
+    typer.Argument(
+        help="Task: halfcheetah-goal, halfcheetah-hurdle, ant-navigation, or an env id/alias "
+        "(its real reward). Default: the library's own env.",
+        show_default=False,
+    ),
+]
+LibraryOption = Annotated[
+    str | None,
+    typer.Option(help=f"{LIBRARY_FORMS}. Default: the most recent library.", show_default=False),
+]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import LIBRARY_FORMS, Threads, TrackingUri, app, defaults
+from cli.app import LibraryOption, TaskArgument, Threads, TrackingUri, app, defaults
 from skillforge.core.config import FinetuneConfig
 
 FINETUNE = defaults(FinetuneConfig)
@@ -14,20 +14,8 @@ FINETUNE = defaults(FinetuneConfig)
 
 @app.command()
 def finetune(
-    task: Annotated[
-        str | None,
-        typer.Argument(
-            help="Task: halfcheetah-goal, halfcheetah-hurdle, ant-navigation, or an env "
-            "id/alias (its real reward). Default: the library's own env.",
-            show_default=False,
-        ),
-    ] = None,
-    library: Annotated[
-        str | None,
-        typer.Option(
-            help=f"{LIBRARY_FORMS}. Default: the most recent library.", show_default=False
-        ),
-    ] = None,
+    task: TaskArgument = None,
+    library: LibraryOption = None,
     skill: Annotated[
         str, typer.Option(help="Skill to start from: an index, or best (on this task).")
     ] = FINETUNE.skill,

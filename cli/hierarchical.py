@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import LIBRARY_FORMS, Threads, TrackingUri, app, defaults
+from cli.app import LibraryOption, TaskArgument, Threads, TrackingUri, app, defaults
 from skillforge.core.config import HierarchicalConfig
 
 HIERARCHICAL = defaults(HierarchicalConfig)
@@ -14,20 +14,8 @@ HIERARCHICAL = defaults(HierarchicalConfig)
 
 @app.command()
 def hierarchical(
-    task: Annotated[
-        str | None,
-        typer.Argument(
-            help="Task: ant-navigation, halfcheetah-hurdle, or an env id/alias (its real "
-            "reward). Default: the library's own env.",
-            show_default=False,
-        ),
-    ] = None,
-    library: Annotated[
-        str | None,
-        typer.Option(
-            help=f"{LIBRARY_FORMS}. Default: the most recent library.", show_default=False
-        ),
-    ] = None,
+    task: TaskArgument = None,
+    library: LibraryOption = None,
     steps: Annotated[
         int, typer.Option(help="Env steps for the meta-controller and each baseline.")
     ] = HIERARCHICAL.total_steps,

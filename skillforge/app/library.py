@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from skillforge.core.errors import ConfigError, LibraryNotFound
+from skillforge.core.errors import ConfigError
 from skillforge.core.names import library_model_name
 from skillforge.evaluation import compare
 from skillforge.store import registry, tracking
@@ -67,12 +67,7 @@ def promote_library(
     client = tracking.connect_existing(tracking_uri)
     info = tracking.find_library(reference, client=client)
     name = library_model_name(info.name)
-    newest = registry.newest_version(client, name)
-    if newest is None:
-        raise LibraryNotFound(
-            f"library {info.name} has no library model yet; register it with "
-            f"`skillforge library register {info.name}`"
-        )
+    newest = registry.newest_library_model(client, info.name)
     version = version or info.model_uri.rpartition("/")[2] or newest
     return registry.set_alias(client, name, alias, version), version
 

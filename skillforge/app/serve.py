@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from skillforge.core.config import ServeConfig
-from skillforge.core.errors import LibraryNotFound
 from skillforge.core.names import library_model_name
 from skillforge.skills.registered_graph import load_graph
 from skillforge.store import registry, tracking
@@ -38,16 +37,10 @@ def serve_model(
 
 def served_version(reference: str | None, tracking_uri: str | None = None) -> str:
     """`models:/<name>/<version>` of the model `reference` names (see `serve_model`)."""
-    client = tracking.connect(tracking_uri)
+    client = tracking.connect_existing(tracking_uri)
     if is_model_uri(reference):
         version = model_version(client, reference)
         return f"models:/{version.name}/{version.version}"
-    info = tracking.find_library(reference, tracking_uri)
-    name = library_model_name(info.name)
-    newest = registry.newest_version(client, name)
-    if newest is None:
-        raise LibraryNotFound(
-            f"library {info.name} has no library model yet; register it with "
-            f"`skillforge library register {info.name}`"
-        )
-    return f"models:/{name}/{newest}"
+    info = tracking.find_library(reference, client=client)
+    newest = registry.newest_library_model(client, info.name)
+    return f"models:/{library_model_name(info.name)}/{newest}"

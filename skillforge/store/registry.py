@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from skillforge.core.errors import ConfigError
-from skillforge.core.names import skill_model_name
+from skillforge.core.errors import ConfigError, LibraryNotFound
+from skillforge.core.names import library_model_name, skill_model_name
 from skillforge.skills.library import library_tags
 from skillforge.skills.onnx_session import onnx_session
 from skillforge.store.tracking import LibraryInfo, connect
@@ -125,6 +125,19 @@ def newest_version(client, name: str) -> str | None:
     """The newest version of registered model `name`, None if it has none."""
     versions = client.search_model_versions(f"name = '{name}'")
     return str(max(int(version.version) for version in versions)) if versions else None
+
+
+def newest_library_model(client, library: str) -> str:
+    """The newest version of `library`'s library model; a LibraryNotFound naming the command
+    that registers one if it has none."""
+    name = library_model_name(library)
+    newest = newest_version(client, name)
+    if newest is None:
+        raise LibraryNotFound(
+            f"library {library} has no library model yet; register it with "
+            f"`skillforge library register {library}`"
+        )
+    return newest
 
 
 def model_aliases(client, name: str) -> dict[str, str]:
