@@ -47,6 +47,15 @@ def test_a_refused_pretrain_writes_nothing(workdir, args, fragments):
     assert list(workdir.iterdir()) == []  # no mlflow.db, no run, no empty checkpoints/
 
 
+def test_a_leftover_checkpoint_is_refused_before_a_store_is_made(workdir):
+    leftover = workdir / "checkpoints" / "old" / "checkpoint.pt"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"a checkpoint of a library no store knows")
+    result = run("pretrain", "pendulum", "--steps", "300", *TINY, "--name", "old")
+    assert_one_line_error(result, str(leftover), "already holds a checkpoint")
+    assert sorted(path.name for path in workdir.iterdir()) == ["checkpoints"]
+
+
 def test_the_skill_limit_is_the_configs():
     assert PretrainConfig(env_id="Pendulum-v1", n_skills=MAX_SKILLS).n_skills == MAX_SKILLS
     with pytest.raises(ConfigError, match="--skills"):

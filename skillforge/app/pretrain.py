@@ -74,11 +74,13 @@ def pretrain(
     check_store_timeout(store_timeout)
     check_pretraining(config)
     root = checkpoint_root(checkpoint_dir)
-    if config.name:
-        refuse_leftover_checkpoint(checkpoint_path_for(root, config.name))
+    path = checkpoint_path_for(root, config.name) if config.name else None
+    if path is not None and not tracking.store_exists(tracking.resolve_tracking_uri(tracking_uri)):
+        refuse_leftover_checkpoint(path)  # no store, so no library of that name: refuse first
     client = tracking.connect(tracking_uri)
-    if config.name:
-        tracking.refuse_taken_name(client, config.name)
+    if path is not None:
+        tracking.refuse_taken_name(client, config.name)  # the better reason when both hold
+        refuse_leftover_checkpoint(path)
     job = start_library_run(client, config, experiment, root, evaluation, store_timeout)
     return _run(job, callbacks, state=None, sent_step=-1)
 
