@@ -378,6 +378,7 @@ def test_a_store_cannot_send_a_checkpoint_outside_its_library_folder(finished, t
 
 def test_library_names_cannot_leave_the_checkpoint_folder(tmp_path):
     root = locations.checkpoint_root(tmp_path / "ck")
+    root.mkdir()  # checked, not made: the first checkpoint makes it
     (tmp_path / "outside").mkdir()
     (root / "linked").symlink_to(tmp_path / "outside")  # a folder that points elsewhere
     for name in ("../../x", "..", "a/b", "/abs", "linked", "", "x" * 65, "a\x00b"):
