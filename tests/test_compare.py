@@ -15,7 +15,7 @@ from skillforge.app.evaluate import evaluate_stored
 from skillforge.evaluation import compare
 from skillforge.evaluation.report import PeriodicEvaluation
 from skillforge.rl import checkpoint, loop
-from skillforge.store import tracking
+from skillforge.store import records, tracking
 
 runner = CliRunner()
 
@@ -197,7 +197,7 @@ def test_a_negative_information_bound_is_shown_as_vacuous():
     assert "-7.814 nats: vacuous" in line
 
     metrics = {f"eval/{key}": value for key, value in scores.items()}
-    record = tracking.LibraryRecord(info, "1", metrics, {}, {})
+    record = records.LibraryRecord(info, "1", metrics, {}, {})
     rows = {row[0]: row[1] for row in compare.comparison([record]) if row[0].startswith("I(S")}
     assert rows["I(S;Z) lower bound, nats"] == "-7.814"
     assert rows["I(S;Z) bound floored at 0 (< 0: vacuous)"] == "0.000"
