@@ -99,7 +99,7 @@ def register_graph(
                 input_example=example,
                 pip_requirements=requirements,
             )
-        version = mlflow.register_model(info.model_uri, name, tags=tags).version
+        version = _register_version(client, info, name, tags)
     _describe(client, name, description, tags)
     return f"models:/{name}/{version}"
 
