@@ -7,23 +7,32 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 export MUJOCO_GL ?= egl
 
-.PHONY: install test lint pretrain clean system-deps
+.PHONY: install test lint pretrain clean system-deps server
 
 $(BIN)/skillforge: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,cluster]"
 	touch $@
 
 install: $(BIN)/skillforge
 
-# Headless MuJoCo rendering needs Mesa's EGL (Debian/Ubuntu packages; root or sudo).
+# Headless MuJoCo rendering needs Mesa's EGL; the shared store needs PostgreSQL's server
+# (Debian/Ubuntu packages; root or sudo).
 system-deps:
 	@if ! ldconfig -p | grep -q libEGL_mesa; then \
 		apt-get install -y --no-install-recommends libegl1 libegl-mesa0 || \
 		echo "warning: could not install libegl1 libegl-mesa0; video rendering will be skipped"; \
 	fi
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		apt-get install -y --no-install-recommends postgresql || \
+		echo "warning: could not install postgresql; the shared-store tests will fail"; \
+	fi
+
+# The shared store for a team or a cluster: PostgreSQL + mlflow server in ./mlflow-server.
+server: install system-deps
+	$(BIN)/skillforge server
 
 lint: install
 	$(BIN)/ruff check skillforge cli tests benchmarks

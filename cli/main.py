@@ -8,6 +8,8 @@ from cli import (  # noqa: F401  (importing a command module registers it)
     library,
     pretrain,
     serve,
+    server,
+    sweep,
     ui,
 )
 from cli.app import app

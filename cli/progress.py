@@ -131,12 +131,12 @@ class _PlainLog:
         share = step / self.total if self.total else 1.0
         text = (
             f"{self.label} {step:,}/{self.total:,} ({share:.0%}) {rate:,.0f} steps/s "
-            f"elapsed {_clock(now - self.started)} ETA {_clock(eta)}"
+            f"elapsed {clock(now - self.started)} ETA {clock(eta)}"
         )
         return f"{text}  {summary}" if summary else text
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
     if seconds != seconds:  # NaN: no rate yet
         return "-:--:--"
     seconds = int(seconds)

@@ -120,7 +120,7 @@ def import_library(
     tracking.refuse_taken_name(client, config.name)
     refuse_leftover_checkpoint(target)
     config = config.replace(total_steps=int(state["step"]))
-    job = start_library_run(client, config, experiment, root, evaluation, store_timeout)
+    job = start_library_run(client, config, experiment, root, evaluation, store_timeout, {})
     state = {**state, "config": config.to_dict()}
     save_checkpoint(state, job.checkpoint_path)
     client.set_tag(job.run_id, tracking.TAG_STEP, str(config.total_steps))

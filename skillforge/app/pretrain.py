@@ -64,8 +64,10 @@ def pretrain(
     checkpoint_dir: str | Path = "checkpoints",
     evaluation: EvaluationOptions = DEFAULT_EVALUATION,
     store_timeout: float = DEFAULT_STORE_TIMEOUT,
+    run_tags: dict[str, str] | None = None,
 ) -> PretrainResult:
-    """Pretrain a new skill library and track it as one MLflow run, every skill registered.
+    """Pretrain a new skill library and track it as one MLflow run, every skill registered
+    (`run_tags`: more tags for its run, e.g. `mlflow.parentRunId` to nest it under a sweep).
 
     Refuses, before anything is written: a run that would end before learning starts, a
     configuration this machine cannot hold or run, a checkpoint folder it cannot write, a
@@ -81,7 +83,9 @@ def pretrain(
     if path is not None:
         tracking.refuse_taken_name(client, config.name)  # the better reason when both hold
         refuse_leftover_checkpoint(path)
-    job = start_library_run(client, config, experiment, root, evaluation, store_timeout)
+    job = start_library_run(
+        client, config, experiment, root, evaluation, store_timeout, run_tags or {}
+    )
     return _run(job, callbacks, state=None, sent_step=-1)
 
 
@@ -92,11 +96,13 @@ def start_library_run(
     root: Path,
     evaluation: EvaluationOptions,
     store_timeout: float,
+    run_tags: dict[str, str],
 ) -> LibraryRun:
     """Create a library's MLflow run with everything `--resume` needs (tags, params), its
     checkpoint at `root/<name>/checkpoint.pt`; the default name comes from the run id."""
     experiment_id = tracking.ensure_experiment(client, experiment)
     tags = {
+        **run_tags,
         tracking.TAG_KIND: "library",
         tracking.TAG_ENV: config.env_id,
         tracking.TAG_SKILLS: str(config.n_skills),

@@ -171,3 +171,16 @@ def return_curves(
     axis.grid(alpha=0.3)
     axis.legend()
     return _save(fig, path)
+
+
+def measure_bars(names: list[str], measures: dict[str, list[float]], path: str | Path) -> Path:
+    """One panel per measure, one bar per library (NaN: no bar): a sweep at a glance."""
+    fig, axes = _pyplot().subplots(
+        len(measures), 1, figsize=(max(6.0, 0.5 * len(names) + 2), 2.6 * len(measures))
+    )
+    for axis, (label, values) in zip(np.atleast_1d(axes), measures.items(), strict=True):
+        axis.bar(range(len(names)), [0.0 if math.isnan(v) else v for v in values])
+        axis.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+        axis.set_ylabel(label, fontsize=8)
+        axis.grid(axis="y", alpha=0.3)
+    return _save(fig, path)

@@ -58,6 +58,8 @@ def url(host: str, port: int) -> str:
 class UiServer:
     """`with UiServer(uri, host, port) as server:` the UI answers at `server.url` inside."""
 
+    what = "the MLflow UI"
+
     def __init__(self, uri: str, host: str = "127.0.0.1", port: int = 5000) -> None:
         self.uri, self.host, self.port = uri, host, port
         self.url = url(host, port)
@@ -68,15 +70,15 @@ class UiServer:
         """Start the UI and wait until it answers HTTP; returns its address."""
         if port_in_use(self.host, self.port):
             raise UiError(f"port {self.port} on {self.host} is in use; pick another with --port")
-        connect(self.uri)  # the schema made, a moved store's paths followed, older ones repaired
-        env = dict(os.environ)
+        self.prepare()
+        env = {**os.environ, **self.environment()}
         bin_dir = str(Path(sys.executable).parent)  # mlflow execs the venv's uvicorn
         env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
         # background GenAI jobs (trace scoring) start a job runner and its workers: not needed
         env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  (closed by stop())
         self.process = subprocess.Popen(
-            ui_command(self.uri, self.host, self.port),
+            self.command(),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=self.log,
@@ -88,12 +90,24 @@ class UiServer:
                 self.log.seek(0)
                 error = self.log.read().strip().splitlines()
                 self.stop()
-                raise UiError(f"the MLflow UI exited: {error[-1] if error else 'no message'}")
+                raise UiError(f"{self.what} exited: {error[-1] if error else 'no message'}")
             if answers(f"{self.url}/health"):
                 return self.url
             time.sleep(0.5)
         self.stop()
-        raise UiError(f"the MLflow UI did not answer at {self.url} within {timeout:.0f} s")
+        raise UiError(f"{self.what} did not answer at {self.url} within {timeout:.0f} s")
+
+    def prepare(self) -> None:
+        """The store ready: its schema made, a moved store's paths followed, older ones
+        repaired."""
+        connect(self.uri)
+
+    def command(self) -> list[str]:
+        return ui_command(self.uri, self.host, self.port)
+
+    def environment(self) -> dict[str, str]:
+        """Variables the server process needs besides ours (kept off its command line)."""
+        return {}
 
     def wait(self) -> int:
         """Block until the UI exits; Ctrl-C (or SIGTERM) stops it."""
