@@ -38,7 +38,7 @@ lint: install
 	$(BIN)/ruff check skillforge cli tests benchmarks
 
 test: install system-deps lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 pretrain: install
 	$(BIN)/skillforge pretrain hopper

@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import signal
 import sys
 from dataclasses import MISSING
 from types import SimpleNamespace
@@ -50,22 +49,6 @@ def quiet_mlflow() -> None:
         os.environ["MLFLOW_LOGGING_LEVEL"] = level = "WARNING"
     with contextlib.suppress(ValueError):  # a user's odd value: mlflow says what it makes of it
         logging.getLogger("mlflow").setLevel(int(level) if level.isdigit() else level)
-
-
-@contextlib.contextmanager
-def interrupted_by_signals():
-    """Inside, SIGINT and SIGTERM raise KeyboardInterrupt (for a server in the foreground);
-    both are set explicitly: a shell starting us in the background leaves SIGINT ignored."""
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def _fail(message: str, code: int) -> None:

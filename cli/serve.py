@@ -6,8 +6,9 @@ from typing import Annotated
 
 import typer
 
-from cli.app import LIBRARY_FORMS, TrackingUri, app, defaults, interrupted_by_signals
+from cli.app import LIBRARY_FORMS, TrackingUri, app, defaults
 from skillforge.core.config import ServeConfig
+from skillforge.core.interrupts import signals_interrupt
 
 SERVE = defaults(ServeConfig)
 
@@ -47,7 +48,7 @@ def serve(
         f"(inputs {inputs}; onnxruntime; Ctrl-C stops it)"
     )
     try:
-        with interrupted_by_signals():
+        with signals_interrupt():
             serving.server.serve()
     except KeyboardInterrupt:
         typer.echo("Stopped.", err=True)

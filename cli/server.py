@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from cli.app import app, interrupted_by_signals
+from cli.app import app
+from skillforge.core.interrupts import signals_interrupt
 
 
 @app.command()
@@ -57,7 +58,7 @@ def server(
     store = SharedStore(folder, host, port, db_port, artifacts_destination, backend_store_uri)
     typer.echo(f"Starting PostgreSQL and the MLflow server in {store.folder} ...", err=True)
     try:
-        with interrupted_by_signals():
+        with signals_interrupt():
             url = store.start()
             typer.echo(f"MLflow server: {url}  (Ctrl-C stops it)")
             typer.echo(f"  artifacts   {store.artifacts}")

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from cli.app import Experiment, TrackingUri, app, defaults, interrupted_by_signals
+from cli.app import Experiment, TrackingUri, app, defaults
 from cli.pretrain import echoed_warnings
 from cli.progress import clock
 from skillforge.core.config import (
@@ -19,6 +19,7 @@ from skillforge.core.config import (
     EvaluationOverrides,
     PretrainConfig,
 )
+from skillforge.core.interrupts import signals_interrupt
 
 PRETRAIN = defaults(PretrainConfig)
 EVALUATION = defaults(EvaluationOptions)
@@ -160,7 +161,7 @@ def sweep(
     )
     board = SweepBoard()
     try:
-        with interrupted_by_signals(), echoed_warnings(), board:
+        with signals_interrupt(), echoed_warnings(), board:
             result = run_sweep(grid, options, board.show)
     except SweepInterrupted as stop:
         typer.echo(f"{stop}", err=True)

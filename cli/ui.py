@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from cli.app import TrackingUri, app, interrupted_by_signals
+from cli.app import TrackingUri, app
+from skillforge.core.interrupts import signals_interrupt
 
 
 @app.command()
@@ -34,7 +35,7 @@ def ui(
     server = UiServer(uri, host, port)
     typer.echo(f"Starting the MLflow UI on {uri} ...", err=True)
     try:
-        with interrupted_by_signals():
+        with signals_interrupt():
             address = server.start()
             typer.echo(f"MLflow UI: {address}  (store {uri}; Ctrl-C stops it)")
             typer.echo(

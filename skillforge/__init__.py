@@ -31,6 +31,9 @@ _EXPORTS = {
     "evaluate_stored": "skillforge.app.evaluate",
     "export_saved_library": "skillforge.app.export",
     "train_hierarchical": "skillforge.app.hierarchical",
+    "SweepGrid": "skillforge.core.grid",
+    "SweepOptions": "skillforge.app.sweep",
+    "run_sweep": "skillforge.app.sweep",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -41,9 +44,11 @@ if TYPE_CHECKING:
     from skillforge.app.hierarchical import train_hierarchical
     from skillforge.app.load import load_library
     from skillforge.app.pretrain import pretrain, register, resume
+    from skillforge.app.sweep import SweepOptions, run_sweep
     from skillforge.core.config import HierarchicalConfig, PretrainConfig
     from skillforge.core.envs import make_env, resolve_env_id
     from skillforge.core.errors import SkillforgeError
+    from skillforge.core.grid import SweepGrid
     from skillforge.export.writer import export_library
     from skillforge.rl.spec import LibrarySpec
     from skillforge.skills.library import SkillLibrary

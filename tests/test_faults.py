@@ -9,6 +9,7 @@ import json
 import os
 import pickle
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +26,12 @@ from cli.main import app
 from skillforge.app import locations
 from skillforge.app import pretrain as pipeline
 from skillforge.core.config import NO_EVALUATION
-from skillforge.core.errors import CheckpointError, ConfigError, TrainingDiverged
+from skillforge.core.errors import (
+    CheckpointError,
+    ConfigError,
+    TrainingDiverged,
+    TrainingInterrupted,
+)
 from skillforge.rl import checkpoint as checkpoint_module
 from skillforge.rl import diayn, loop
 from skillforge.rl.checkpoint import CheckpointWriteError, load_checkpoint
@@ -124,6 +130,40 @@ def test_finished_training_with_unfinished_registration_is_completed_by_resume(s
     assert pipeline.register("half", store, evaluation=NO_EVALUATION).library_model == (
         "models:/half/1"
     )
+
+
+def test_sigterm_during_registration_says_how_to_finish_and_resume_finishes(
+    store, tmp_path, monkeypatch
+):
+    """A real SIGTERM, sent by the process to itself after the first skill is registered."""
+    from skillforge.app import completion
+
+    register_skills = completion.registry.register_skills
+
+    def first_skill_then_sigterm(client, library, *args, **kwargs):
+        def after_each(skill, *rest):
+            if skill == 0:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        return register_skills(client, library, *args, **kwargs, on_skill=after_each)
+
+    monkeypatch.setattr(completion.registry, "register_skills", first_skill_then_sigterm)
+    config, handler = tiny_config(name="termed"), signal.getsignal(signal.SIGTERM)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        pipeline.pretrain(config, store, checkpoint_dir=tmp_path, evaluation=NO_EVALUATION)
+    assert stopped.value.step == config.total_steps and stopped.value.run_id
+    assert signal.getsignal(signal.SIGTERM) is handler  # put back as it was
+    client = MlflowClient(store, registry_uri=store)
+    run = client.get_run(stopped.value.run_id)
+    assert run.data.tags[tracking.TAG_STATUS].startswith("interrupted after training")
+    assert len(client.search_model_versions("name = 'termed.skill-00'")) == 1
+    assert not client.search_model_versions("name = 'termed.skill-03'")
+
+    monkeypatch.undo()
+    completed = pipeline.resume("termed", store, evaluation=NO_EVALUATION)
+    for skill in range(4):  # the first one was not registered a second time
+        assert len(client.search_model_versions(f"name = 'termed.skill-{skill:02d}'")) == 1
+    assert client.get_run(completed.run_id).data.tags[tracking.TAG_STATUS] == "finished"
 
 
 # -- divergence ------------------------------------------------------------------------------

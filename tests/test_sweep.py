@@ -28,6 +28,7 @@ from skillforge.core.grid import SweepGrid, parse_values
 from skillforge.store import sweeps, tracking
 
 BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray at a time: `ray stop` stops every one
 STEPS = 3000
 TINY = (
     f"--skills 4 --steps {STEPS} --hidden 32 --batch-size 32 --learning-starts 100 "

@@ -11,10 +11,8 @@ from pathlib import Path
 from skillforge.app.graph_models import register_library_model
 from skillforge.app.library_run import LibraryRun, PretrainResult
 from skillforge.core.envs import make_env
-from skillforge.core.errors import (
-    SkillforgeError,
-    first_line,
-)
+from skillforge.core.errors import SkillforgeError, TrainingInterrupted, first_line
+from skillforge.core.interrupts import signals_interrupt
 from skillforge.skills.library import SkillLibrary
 from skillforge.store import registry, tracking
 
@@ -28,7 +26,25 @@ END_RECORD_TIMEOUT = 15.0
 def complete_library(job: LibraryRun, tracker, library, step: int) -> PretrainResult:
     """Evaluate (unless the journal has it), wait for the store to have every metric, log
     the plot and the checkpoint, register the skills and the library model not yet
-    registered, mark it finished."""
+    registered, mark it finished.
+
+    Ctrl-C or SIGTERM meanwhile raises TrainingInterrupted: training is complete and saved,
+    and `--resume` (or `library register`) finishes the rest, registering nothing twice."""
+    try:
+        with signals_interrupt():
+            return _complete(job, tracker, library, step)
+    except KeyboardInterrupt:
+        tracker.close(timeout=5.0)  # the metrics not sent yet stay in the journal anyway
+        try:
+            status = f"interrupted after training (step {step})"
+            job.client.set_tag(job.run_id, tracking.TAG_STATUS, status)
+            job.client.set_terminated(job.run_id, "KILLED")
+        except Exception as error:  # the store is gone too: resume finds the run as it was
+            logger.warning("could not record the stop in run %s (%s)", job.run_id, error)
+        raise TrainingInterrupted(step, job.checkpoint_path, job.run_id) from None
+
+
+def _complete(job: LibraryRun, tracker, library, step: int) -> PretrainResult:
     import mlflow
 
     from skillforge.evaluation.report import evaluate

@@ -89,16 +89,16 @@ def _rollout(
 
 
 def rollout_skills(
-    library: SkillLibrary, episodes: int = 1, seed: int = 0, filmer=None
+    library: SkillLibrary, episodes: int = 1, seed: int = 0, filmer=None, act=None
 ) -> SkillRollouts:
-    """Run each skill for `episodes` episodes; all skills step together (batched policy).
-    The states kept are what the library's discriminator sees (its prior, if any)."""
+    """Run each skill for `episodes` episodes; all skills step together (batched policy:
+    `act(obs, skills)`, by default the deterministic `library.act`). The states kept are
+    what the library's discriminator sees (its prior, if any)."""
     spec = library.spec
     features = feature_reader(spec.discriminator_features, spec.env_id, spec.obs_dim)
     probe = position_probe(spec.env_id)
-    return _rollout(
-        spec.env_id, library.n_skills, episodes, seed, library.act, probe, filmer, features
-    )
+    act = act or library.act
+    return _rollout(spec.env_id, library.n_skills, episodes, seed, act, probe, filmer, features)
 
 
 @lru_cache(maxsize=32)

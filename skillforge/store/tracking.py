@@ -47,9 +47,15 @@ class StoreUnavailable(SkillforgeError):
     """The tracking store cannot be reached (server down, network gone)."""
 
 
+DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")
+
+
 def probe(uri: str, timeout: float = 2.0) -> str | None:
-    """None if the store at `uri` answers, else why not. Only HTTP servers are probed (their
-    `/health` endpoint, no retries); local stores always answer."""
+    """None if the store at `uri` answers, else why not. HTTP servers are asked their
+    `/health`, database servers must accept a connection (MLflow would retry for minutes);
+    local stores always answer."""
+    if uri.split("+", 1)[0].split(":", 1)[0] in DATABASE_SCHEMES:
+        return _probe_database(uri, timeout)
     if not uri.startswith(("http://", "https://")):
         return None
     import requests
@@ -65,6 +71,27 @@ def probe(uri: str, timeout: float = 2.0) -> str | None:
         return reason
     if response.status_code >= 500:
         return f"HTTP {response.status_code}"
+    return None
+
+
+def _probe_database(uri: str, timeout: float) -> str | None:
+    """None if the database server of `uri` accepts a TCP connection, else why not."""
+    import socket
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(uri)
+        host, port = parts.hostname, parts.port
+    except ValueError as error:
+        return f"not a database URI ({error})"
+    if not host:
+        return None  # a local socket: the driver says what is wrong
+    default = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+    port = port or default[parts.scheme.split("+", 1)[0]]
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        return error.strerror or type(error).__name__
     return None
 
 
