@@ -2,12 +2,14 @@
 
     python benchmarks/bench_heldout.py [--episodes 3] [LIBRARY_FILE ...]
 
-Training reports log q(z|s') on replay samples: states reached with *sampled* actions.
-`skillforge evaluate` reports it on held-out episodes of the *deterministic* skills (the mean
-action), which is how skills are reused. For each shipped library (exports/libraries/*.pt by
-default) this runs the same held-out seeds with both kinds of action and prints mean
-log q(z|s) (chance -ln N) and discriminator accuracy (chance 1/N) for each; it writes
-benchmarks/results/heldout.json.
+Training reports log q(z|s') on replay samples: states reached with *sampled* actions,
+which the discriminator has been fitted to. `skillforge evaluate` reports it on held-out
+episodes of the *deterministic* skills (the mean action), which is how skills are reused.
+Both use the state after each step. For each shipped library (exports/libraries/*.pt by
+default) and for two tiny Pendulum libraries trained here (1,500 and 8,000 steps, with the
+training's own last log q(z|s)), this runs the same held-out seeds with both kinds of
+action and prints mean log q(z|s) (chance -ln N) and discriminator accuracy (chance 1/N);
+it writes benchmarks/results/heldout.json.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -65,23 +68,46 @@ def measure(library: SkillLibrary, episodes: int, seed: int) -> dict[str, dict[s
     return results
 
 
+def tiny_library(steps: int, folder: Path) -> tuple[SkillLibrary, float]:
+    """A Pendulum library of 4 skills trained `steps` steps, and its last training log q."""
+    from skillforge.core.config import PretrainConfig
+    from skillforge.rl.loop import train
+
+    config = PretrainConfig(
+        env_id="Pendulum-v1", n_skills=4, total_steps=steps, hidden=32, batch_size=32,
+        buffer_size=10_000, learning_starts=100, checkpoint_every=steps, threads=1,
+        device="cpu", name=f"tiny-{steps}",
+    )  # fmt: skip
+    result = train(config, str(folder / f"tiny-{steps}.pt"))
+    library = SkillLibrary.from_checkpoint(result.checkpoint_path)
+    return library, result.metrics["log_q_z"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("libraries", nargs="*", type=Path)
     parser.add_argument("--episodes", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-tiny", action="store_true", help="skip the tiny libraries")
     args = parser.parse_args()
     files = args.libraries or sorted((ROOT / "exports" / "libraries").glob("*.pt"))
     torch.set_num_threads(1)
+    libraries = [(path.stem, SkillLibrary.from_checkpoint(path), None) for path in files]
+    with tempfile.TemporaryDirectory() as folder:
+        for steps in () if args.no_tiny else (1_500, 8_000):
+            library, training_log_q = tiny_library(steps, Path(folder))
+            libraries.append((library.name, library, training_log_q))
     report = {}
-    for path in files:
-        library = SkillLibrary.from_checkpoint(path)
+    for name, library, training_log_q in libraries:
         results = measure(library, args.episodes, args.seed)
         chance = -math.log(library.n_skills)
-        report[path.stem] = {"env_id": library.spec.env_id, "chance_log_q_z": chance, **results}
+        report[name] = {"env_id": library.spec.env_id, "chance_log_q_z": chance, **results}
+        if training_log_q is not None:
+            report[name]["training_log_q_z"] = training_log_q
+            print(f"{name:<14} training      log q(z|s) {training_log_q:8.3f}")
         for kind, row in results.items():
             print(
-                f"{path.stem:<14} {kind:<13} log q(z|s) {row['log_q_z']:8.3f} "
+                f"{name:<14} {kind:<13} log q(z|s) {row['log_q_z']:8.3f} "
                 f"(chance {chance:.3f})  accuracy {row['discriminator_accuracy']:.2f}  "
                 f"return {row['mean_return']:9.1f}"
             )
