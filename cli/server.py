@@ -56,6 +56,7 @@ def server(
             err=True,
         )
     store = SharedStore(folder, host, port, db_port, artifacts_destination, backend_store_uri)
+    store.check()
     typer.echo(f"Starting PostgreSQL and the MLflow server in {store.folder} ...", err=True)
     try:
         with signals_interrupt():

@@ -88,20 +88,30 @@ class PostgresServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def check_reachable(self) -> None:
+        """As root, PostgreSQL runs as the `postgres` user, who must reach the folder: refuse
+        a folder under a private one (e.g. /root) before writing anything."""
+        if not self.as_root:
+            return
+        existing = self.folder
+        while not existing.exists():
+            existing = existing.parent
+        reach = ["runuser", "-u", SYSTEM_USER, "--", "test", "-x", str(existing)]
+        if subprocess.run(reach, capture_output=True).returncode != 0:
+            raise PostgresError(
+                f"PostgreSQL runs as the {SYSTEM_USER} user, who cannot reach {existing}: "
+                "pick a --folder it can reach (e.g. under /srv or /tmp)"
+            )
+
     def _create(self) -> None:
+        self.check_reachable()
         self.folder.mkdir(parents=True, exist_ok=True)
         password = self.folder / "password"
         password.write_text(secrets.token_urlsafe(24) + "\n")
         password.chmod(0o600)
-        if self.as_root:  # the server's own user must own its files, and reach them
+        if self.as_root:  # the server's own user must own its files
             shutil.chown(self.folder, SYSTEM_USER)
             shutil.chown(password, SYSTEM_USER)
-            reach = ["runuser", "-u", SYSTEM_USER, "--", "test", "-w", str(self.folder)]
-            if subprocess.run(reach, capture_output=True).returncode != 0:
-                raise PostgresError(
-                    f"PostgreSQL runs as the {SYSTEM_USER} user, who cannot reach "
-                    f"{self.folder}: pick a --folder outside private folders (e.g. /srv/mlflow)"
-                )
         self._run(
             "initdb",
             "-D",

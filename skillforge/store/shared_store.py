@@ -66,9 +66,16 @@ class SharedStore:
         self.server: TrackingServer | None = None
         self.url = ""
 
-    def start(self) -> str:
+    def check(self) -> None:
+        """Refuse, before anything is written: a port in use, a folder PostgreSQL cannot
+        reach."""
         if port_in_use(self.host, self.port):
             raise UiError(f"port {self.port} on {self.host} is in use; pick another with --port")
+        if self.database is not None and not (self.database.data / "PG_VERSION").is_file():
+            self.database.check_reachable()
+
+    def start(self) -> str:
+        self.check()
         if not self.artifacts.startswith(("s3://", "gs://", "wasbs://")):
             Path(self.artifacts).mkdir(parents=True, exist_ok=True)
         backend = self.backend_uri or self.database.start()
