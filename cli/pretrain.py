@@ -18,6 +18,8 @@ from skillforge.core.config import (
 
 PRETRAIN = defaults(PretrainConfig)
 EVALUATION = defaults(EvaluationOptions)
+BufferSize = Annotated[int, typer.Option(help="Replay buffer capacity.")]
+CheckpointEvery = Annotated[int, typer.Option(help="Steps between checkpoints.")]
 
 
 @app.command()
@@ -54,9 +56,7 @@ def pretrain(
     ),
     gamma: Annotated[float, typer.Option(help="Discount factor.")] = PRETRAIN.gamma,
     tau: Annotated[float, typer.Option(help="Polyak rate of the target critics.")] = PRETRAIN.tau,
-    buffer_size: Annotated[
-        int, typer.Option(help="Replay buffer capacity.")
-    ] = PRETRAIN.buffer_size,
+    buffer_size: BufferSize = PRETRAIN.buffer_size,
     learning_starts: Annotated[
         int, typer.Option(help="Random-action steps before learning starts.")
     ] = PRETRAIN.learning_starts,
@@ -66,9 +66,7 @@ def pretrain(
         str | None,
         typer.Option(help="Library name. Default: <env>-<N>sk-<run id>.", show_default=False),
     ] = None,
-    checkpoint_every: Annotated[
-        int, typer.Option(help="Steps between checkpoints.")
-    ] = PRETRAIN.checkpoint_every,
+    checkpoint_every: CheckpointEvery = PRETRAIN.checkpoint_every,
     checkpoint_dir: Annotated[
         str, typer.Option(help="Folder of checkpoints (one subfolder per library).")
     ] = "checkpoints",

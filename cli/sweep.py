@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from cli.app import Experiment, TrackingUri, app, defaults
-from cli.pretrain import echoed_warnings
+from cli.app import Experiment, TrackingUri, app
+from cli.pretrain import EVALUATION, PRETRAIN, BufferSize, CheckpointEvery, echoed_warnings
 from cli.progress import clock
 from skillforge.core.config import (
     DEFAULT_STORE_TIMEOUT,
@@ -20,9 +20,6 @@ from skillforge.core.config import (
     PretrainConfig,
 )
 from skillforge.core.interrupts import signals_interrupt
-
-PRETRAIN = defaults(PretrainConfig)
-EVALUATION = defaults(EvaluationOptions)
 
 
 def _listed(help_text: str) -> dict:
@@ -63,12 +60,8 @@ def sweep(
             show_default="all",
         ),
     ] = None,
-    buffer_size: Annotated[
-        int, typer.Option(help="Replay buffer capacity.")
-    ] = PRETRAIN.buffer_size,
-    checkpoint_every: Annotated[
-        int, typer.Option(help="Steps between checkpoints.")
-    ] = PRETRAIN.checkpoint_every,
+    buffer_size: BufferSize = PRETRAIN.buffer_size,
+    checkpoint_every: CheckpointEvery = PRETRAIN.checkpoint_every,
     eval_episodes: Annotated[
         int, typer.Option(help="Episodes per skill in each library's final evaluation.")
     ] = EVALUATION.episodes,
