@@ -235,7 +235,7 @@ def test_checkpoint_write_failure_keeps_the_previous_one_and_resume_finishes(
     message = str(error.value)
     assert "No space left on device" in message and "previous checkpoint is intact" in message
     assert "skillforge pretrain --resume full" in message and "\n" not in message
-    assert sorted(os.listdir(tmp_path / "full")) == ["checkpoint.pt", "metrics.jsonl"]
+    assert sorted(os.listdir(tmp_path / "full")) == ["checkpoint.pt", "metrics.jsonl", "store"]
     assert load_checkpoint(tmp_path / "full" / "checkpoint.pt")["step"] == 100
     run = tracking.find_library("full", store)
     assert run.status.startswith("failed: cannot write checkpoint")

@@ -165,6 +165,43 @@ def test_a_copied_store_uses_its_own_files_and_leaves_the_originals_alone(tmp_pa
         assert all(path.startswith(f"{copy}/") for path in paths), paths
 
 
+def test_a_copy_refuses_checkpoints_kept_outside_the_store_and_a_moved_store_keeps_them(
+    tmp_path,
+):
+    original, copy, shared = tmp_path / "original", tmp_path / "copy", tmp_path / "shared"
+    pipeline.pretrain(
+        tiny_config(name="outside", n_skills=2),
+        f"sqlite:///{original / 'mlflow.db'}",
+        checkpoint_dir=shared,  # not in the store's folder: cp -r does not take it along
+        evaluation=NO_EVALUATION,
+    )
+    shutil.copytree(original, copy)
+    checkpoint = shared / "outside" / "checkpoint.pt"
+    before = checkpoint.read_bytes()
+
+    def resume(store: Path, steps: str):
+        uri = f"sqlite:///{store / 'mlflow.db'}"
+        command = ["pretrain", "--resume", "outside", "--steps", steps, "--tracking-uri", uri]
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", *command],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    refused = resume(copy, "400")
+    assert refused.returncode == 1
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and f"belong to the store {original / 'mlflow.db'}" in errors[0]
+    assert checkpoint.read_bytes() == before  # the original's checkpoint untouched
+
+    moved = tmp_path / "moved"
+    original.rename(moved)  # moved, not copied: the checkpoints follow it
+    assert resume(moved, "400").returncode == 0
+    assert load_checkpoint(checkpoint)["step"] == 400
+    assert (shared / "outside" / "store").read_text().strip() == str(moved / "mlflow.db")
+
+
 def test_a_relative_sqlite_uri_is_taken_from_the_working_directory(workdir):
     uri = tracking.resolve_tracking_uri("sqlite:///mlflow.db")
     assert uri == f"sqlite:///{workdir / 'mlflow.db'}"

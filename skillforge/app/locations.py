@@ -17,11 +17,14 @@ from skillforge.core.errors import (
 from skillforge.core.names import is_valid_name
 from skillforge.rl.checkpoint import load_checkpoint
 from skillforge.store import tracking
+from skillforge.store.paths import sqlite_path
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
 JOURNAL_FILE = "metrics.jsonl"
+OWNER_FILE = "store"
+"""In a library's checkpoint folder: the database of the sqlite store whose library it is."""
 
 
 def default_library_name(env_id: str, n_skills: int, run_id: str) -> str:
@@ -160,3 +163,38 @@ def local_checkpoint(client, info: tracking.LibraryInfo) -> str:
             f"library {info.name} has no checkpoint at {info.checkpoint or '(none recorded)'} "
             "and none in its MLflow artifacts"
         ) from None
+
+
+def claim_checkpoint_folder(client, checkpoint_path: str | os.PathLike) -> None:
+    """Record in the library's checkpoint folder which sqlite store it belongs to (server
+    stores are not copied with `cp`: nothing to record)."""
+    db = sqlite_path(client.tracking_uri)
+    if db is None:
+        return
+    folder = Path(checkpoint_path).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / OWNER_FILE).write_text(f"{db.resolve()}\n")
+    except OSError:  # a full or read-only disk: the checkpoint write says so, in one line
+        pass
+
+
+def refuse_foreign_checkpoint(client, checkpoint_path: str | os.PathLike) -> None:
+    """Only the store that wrote a checkpoint folder outside its own folder continues it: a
+    copy of the store (`cp -r` leaves such folders shared) is refused in one line. A folder
+    inside the store's folder, or whose store is gone (moved), becomes this store's."""
+    db = sqlite_path(client.tracking_uri)
+    folder = Path(checkpoint_path).parent
+    owner_file = folder / OWNER_FILE
+    if db is None or not owner_file.is_file():
+        return
+    db, owner = db.resolve(), Path(owner_file.read_text().strip())
+    inside = db.parent in folder.resolve().parents
+    if owner != db and owner.is_file() and not inside:
+        raise ConfigError(
+            f"the checkpoints in {folder} belong to the store {owner}, of which this store "
+            f"is a copy; continue library {folder.name} there (or copy {folder} into this "
+            "store's folder and point --checkpoint-dir at the copy)"
+        )
+    if owner != db:
+        claim_checkpoint_folder(client, checkpoint_path)

@@ -25,9 +25,11 @@ from skillforge.app.library_run import LibraryRun, PretrainResult, evaluation_ta
 from skillforge.app.locations import (
     checkpoint_path_for,
     checkpoint_root,
+    claim_checkpoint_folder,
     config_of_checkpoint,
     default_library_name,
     library_location,
+    refuse_foreign_checkpoint,
     refuse_leftover_checkpoint,
     set_library_location,
     stored_checkpoint,
@@ -122,6 +124,7 @@ def start_library_run(
         config = config.replace(name=default_library_name(config.env_id, config.n_skills, run_id))
         set_library_location(client, run_id, config, checkpoint_path_for(root, config.name))
     checkpoint_path = str(checkpoint_path_for(root, config.name))
+    claim_checkpoint_folder(client, checkpoint_path)
     tracking.log_params(client, run_id, {**config.to_params(), **_run_versions()})
     return LibraryRun(client, run_id, config, checkpoint_path, evaluation, store_timeout)
 
@@ -157,6 +160,7 @@ def resume(
         )
     run = client.get_run(info.run_id)
     config, checkpoint_path = library_location(client, run, info)
+    refuse_foreign_checkpoint(client, checkpoint_path)
     state = stored_checkpoint(client, run, checkpoint_path)
     name = Path(checkpoint_path).parent.name
     if state is not None:
@@ -208,6 +212,7 @@ def register(
     info = tracking.find_library(reference, client=client)
     run = client.get_run(info.run_id)
     _, checkpoint_path = library_location(client, run, info)
+    refuse_foreign_checkpoint(client, checkpoint_path)
     state = stored_checkpoint(client, run, checkpoint_path)
     name = Path(checkpoint_path).parent.name
     if state is None:

@@ -50,7 +50,11 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
-    except OSError as error:
+    except (OSError, RuntimeError) as failure:
+        error = _os_error_in(failure)
+        if error is None:  # a RuntimeError of torch's own, not a failed write
+            _unlink_quietly(tmp_name)
+            raise
         _unlink_quietly(tmp_name)
         reason = error.strerror or str(error) or type(error).__name__
         kept = "the previous checkpoint is intact" if path.is_file() else "no checkpoint kept"
@@ -62,6 +66,16 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _os_error_in(error: BaseException) -> OSError | None:
+    """The OSError behind `error`: itself, or one torch's writer met and then reported as a
+    RuntimeError of its zip container (a disk filling mid-file)."""
+    while error is not None:
+        if isinstance(error, OSError):
+            return error
+        error = error.__context__
+    return None
 
 
 def remove_stale_temp_files(path: str | os.PathLike) -> int:
