@@ -66,6 +66,14 @@ app = typer.Typer(
 )
 
 
+def warn_if_exposed(host: str, message: str) -> None:
+    """`warning: <message>` on stderr when a server would listen beyond loopback."""
+    from skillforge.store.ui_server import LOOPBACK
+
+    if host not in LOOPBACK:
+        typer.echo(f"warning: {message}", err=True)
+
+
 def defaults(config_class) -> SimpleNamespace:
     """The default of every field of a config dataclass: option defaults come from the
     configs, so the CLI and the Python API cannot drift apart."""

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import LIBRARY_FORMS, TrackingUri, app, defaults
+from cli.app import LIBRARY_FORMS, TrackingUri, app, defaults, warn_if_exposed
 from skillforge.core.config import ServeConfig
 from skillforge.core.interrupts import signals_interrupt
 
@@ -32,15 +32,13 @@ def serve(
     {"inputs": {"observation": [[...], ...], "skill": [k, ...]}} to /invocations, as
     `mlflow models serve` takes it. Ctrl-C stops it."""
     from skillforge.app.serve import serve_model
-    from skillforge.store.ui_server import LOOPBACK
 
     config = ServeConfig(host=host, port=port)
-    if host not in LOOPBACK:
-        typer.echo(
-            f"warning: listening on {host} lets anyone who reaches port {port} use the model, "
-            "with no authentication",
-            err=True,
-        )
+    warn_if_exposed(
+        host,
+        f"listening on {host} lets anyone who reaches port {port} use the model, "
+        "with no authentication",
+    )
     serving = serve_model(library, config, tracking_uri)
     inputs = ", ".join(serving.inputs)
     typer.echo(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import app
+from cli.app import app, warn_if_exposed
 from skillforge.core.interrupts import signals_interrupt
 
 
@@ -49,12 +49,10 @@ def server(
     the server and its database."""
     from skillforge.store.shared_store import SharedStore
 
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        typer.echo(
-            f"warning: binding to {host} exposes every run and model to your network, "
-            "with no authentication",
-            err=True,
-        )
+    warn_if_exposed(
+        host,
+        f"binding to {host} exposes every run and model to your network, with no authentication",
+    )
     store = SharedStore(folder, host, port, db_port, artifacts_destination, backend_store_uri)
     store.check()
     typer.echo(f"Starting PostgreSQL and the MLflow server in {store.folder} ...", err=True)

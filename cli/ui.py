@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import TrackingUri, app
+from cli.app import TrackingUri, app, warn_if_exposed
 from skillforge.core.interrupts import signals_interrupt
 
 
@@ -20,18 +20,16 @@ def ui(
 ) -> None:
     """Open the MLflow UI on the store, to compare libraries side by side. Ctrl-C stops it."""
     from skillforge.store.tracking import resolve_tracking_uri
-    from skillforge.store.ui_server import LOOPBACK, UiServer, is_server_store
+    from skillforge.store.ui_server import UiServer, is_server_store
 
     uri = resolve_tracking_uri(tracking_uri)
     if is_server_store(uri):
         typer.echo(f"The store {uri} is an MLflow server: its UI is the server's own, at {uri}")
         return
-    if host not in LOOPBACK:
-        typer.echo(
-            f"warning: binding to {host} exposes every run and model to your network, "
-            "with no authentication",
-            err=True,
-        )
+    warn_if_exposed(
+        host,
+        f"binding to {host} exposes every run and model to your network, with no authentication",
+    )
     server = UiServer(uri, host, port)
     typer.echo(f"Starting the MLflow UI on {uri} ...", err=True)
     try:

@@ -155,9 +155,10 @@ def run_sweep(
         )
         for config in grid.configs(name)
     ]
-    progress = SweepProgress(name, run_id, {t.config.name: TrialRow(t.config.name) for t in trials})
-    for trial in trials:
-        progress.rows[trial.config.name].total_steps = trial.config.total_steps
+    rows = {
+        t.config.name: TrialRow(t.config.name, total_steps=t.config.total_steps) for t in trials
+    }
+    progress = SweepProgress(name, run_id, rows)
     _refresh(progress, client, experiment_id, [])
     outcomes = [  # finished by an earlier run of the command: no need to start Ray for them
         TrialOutcome(row.name, "skipped")
@@ -193,38 +194,29 @@ def check_ray_address(address: str | None) -> None:
         ) from None
 
 
-class _ray_session:
+@contextlib.contextmanager
+def _ray_session(address: str | None):
     """Ray connected (or a local instance started) for the sweep, shut down after."""
-
-    def __init__(self, address: str | None) -> None:
-        self.address = address
-
-    def __enter__(self) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise ConfigError(
-                "skillforge sweep needs Ray: pip install 'skillforge[cluster]'"
-            ) from None
-
-        env = {"MLFLOW_LOGGING_LEVEL": "WARNING", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
-        settings = dict(
-            log_to_driver=False, logging_level=logging.ERROR, runtime_env={"env_vars": env}
-        )
-        if self.address is None:
-            ray.init("local", num_cpus=os.cpu_count(), include_dashboard=False, **settings)
-        else:
-            try:
-                ray.init(address=self.address, **settings)
-            except Exception as error:  # e.g. a cluster with token authentication, no token
-                lines = str(error).strip().splitlines() or [type(error).__name__]
-                raise ConfigError(
-                    f"cannot join the Ray cluster at {self.address}: {lines[0][:300]}"
-                ) from None
-
-    def __exit__(self, *exc) -> None:
+    try:
         import ray
+    except ImportError:
+        raise ConfigError("skillforge sweep needs Ray: pip install 'skillforge[cluster]'") from None
 
+    env = {"MLFLOW_LOGGING_LEVEL": "WARNING", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    settings = dict(log_to_driver=False, logging_level=logging.ERROR, runtime_env={"env_vars": env})
+    if address is None:
+        ray.init("local", num_cpus=os.cpu_count(), include_dashboard=False, **settings)
+    else:
+        try:
+            ray.init(address=address, **settings)
+        except Exception as error:  # e.g. a cluster with token authentication, no token
+            lines = str(error).strip().splitlines() or [type(error).__name__]
+            raise ConfigError(
+                f"cannot join the Ray cluster at {address}: {lines[0][:300]}"
+            ) from None
+    try:
+        yield
+    finally:
         ray.shutdown()
 
 
@@ -322,7 +314,7 @@ def _refresh(progress: SweepProgress, client, experiment_id: str, outcomes) -> N
 def _log_comparison(client, run_id: str, uri: str, names: list[str], outcomes) -> str:
     """The sweep run's summary of its libraries: the `library compare` table (markdown and
     csv artifacts) and a bar plot of the main measures."""
-    from skillforge.app.library import compare_libraries
+    from skillforge.evaluation import compare
     from skillforge.evaluation.plots import measure_bars
     from skillforge.store.records import library_records
 
@@ -330,9 +322,9 @@ def _log_comparison(client, run_id: str, uri: str, names: list[str], outcomes) -
     names = [name for name in names if name in done]
     if not names:
         return ""
-    table = compare_libraries(names, "markdown", tracking_uri=uri).text
-    csv = compare_libraries(names, "csv", tracking_uri=uri).text
-    records = library_records(names, uri)
+    records = library_records(names, uri)  # read once: the tables and the plot share them
+    rows = compare.comparison(records)
+    table, csv = compare.render(rows, "markdown"), compare.render(rows, "csv")
     measures = {
         label: [r.metrics.get(f"eval/{key}", float("nan")) for r in records]
         for label, key in (
