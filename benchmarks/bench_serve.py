@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,15 +35,9 @@ from bench_rollouts import make_library, register_in_store
 from skillforge.app.completion import example_observations
 from skillforge.skills.library import LibraryPolicy
 from skillforge.skills.registered_graph import load_graph
-from skillforge.store.ui_server import answers
+from skillforge.store.ui_server import answers, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results" / "serve.json"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start(command: list[str], port: int, env: dict) -> subprocess.Popen:

@@ -10,7 +10,7 @@ import mlflow
 import numpy as np
 import onnxruntime
 import pytest
-from helpers import assert_one_line_error, free_port, post_json, serving, tiny_config
+from helpers import assert_one_line_error, post_json, serving, tiny_config
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -21,6 +21,7 @@ from skillforge.core.envs import episode_seed
 from skillforge.reuse.skill_actions import SkillActionEnvs, run_skill_policy
 from skillforge.reuse.tasks import make_task
 from skillforge.skills.sources import RegistrySkills
+from skillforge.store.ui_server import free_port
 
 TASK, K = "Pendulum-v1", 10
 

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_one_line_error, free_port, post_json, serving, tiny_config
+from helpers import assert_one_line_error, post_json, serving, tiny_config
 from typer.testing import CliRunner
 
 from cli.main import app
 from skillforge.app import pretrain as pipeline
 from skillforge.core.config import NO_EVALUATION
+from skillforge.store.ui_server import free_port
 
 
 @pytest.fixture

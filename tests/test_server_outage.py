@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import requests
-from helpers import free_port
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from cli.main import app
+from skillforge.store.ui_server import free_port
 
 BIN = Path(sys.executable).parent
 TINY = (

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from helpers import assert_one_line_error, free_port
+from helpers import assert_one_line_error
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from cli.main import app
-from skillforge.store.ui_server import port_in_use
+from skillforge.store.ui_server import free_port, port_in_use
 
 BIN = Path(sys.executable).parent
 

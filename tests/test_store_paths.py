@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from skillforge.app import pretrain as pipeline
 from skillforge.core.config import NO_EVALUATION
 from skillforge.rl.checkpoint import load_checkpoint
 from skillforge.store import tracking
+from skillforge.store.ui_server import free_port
 
 runner = CliRunner()
 LOCATION_COLUMNS = (  # where MLflow keeps artifact paths in a sqlite store
@@ -65,12 +65,6 @@ def test_a_new_store_keeps_absolute_artifact_paths_beside_the_database(served_st
     for paths in locations.values():
         for path in paths:
             assert path.startswith(f"{folder}/mlruns"), path  # not //tmp/...: host "tmp"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def post_json(address: str, body: dict, timeout: float = 10.0) -> tuple[int, dict]:

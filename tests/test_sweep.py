@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_one_line_error, free_port, tiny_config
+from helpers import assert_one_line_error, tiny_config
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -26,6 +26,7 @@ from cli.main import app
 from skillforge.core.errors import ConfigError
 from skillforge.core.grid import SweepGrid, parse_values
 from skillforge.store import sweeps, tracking
+from skillforge.store.ui_server import free_port
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.xdist_group("ray")  # one Ray at a time: `ray stop` stops every one

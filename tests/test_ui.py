@@ -9,12 +9,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-from helpers import free_port
 from typer.testing import CliRunner
 
 from cli.main import app
 from skillforge.store import tracking
 from skillforge.store import ui_server as ui
+from skillforge.store.ui_server import free_port
 
 runner = CliRunner()
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from skillforge.store.postgres import PostgresServer
-from skillforge.store.ui_server import UiError, UiServer, port_in_use
+from skillforge.store.ui_server import UiError, UiServer, free_port, port_in_use
 
 WORKERS = 2
 """Server processes: enough for a few concurrent trials; each imports mlflow (~10 s)."""
@@ -59,7 +59,7 @@ class SharedStore:
         self.folder = Path(folder).expanduser().resolve()
         self.database = None
         if backend_uri is None:
-            self.database = PostgresServer(self.folder / "postgres", db_port or _free_port())
+            self.database = PostgresServer(self.folder / "postgres", db_port or free_port())
         self.backend_uri = backend_uri
         self.artifacts = artifacts or str(self.folder / "artifacts")
         self.host, self.port = host, port
@@ -102,11 +102,3 @@ class SharedStore:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
