@@ -39,10 +39,14 @@ def hierarchical(
     validation_episodes: Annotated[
         int,
         typer.Option(
-            help="Episodes on which the meta-controller must beat its best skill (each skill "
-            "is tried once first), else it deploys that skill; 0: off. Paid from --steps."
+            help="Validation episodes (seeds of their own): the greedy meta-controller is "
+            "checked on them every --validate-every steps, the best network kept, and the "
+            "best single skill deployed instead if it does better; 0: off. Not in --steps."
         ),
     ] = HIERARCHICAL.validation_episodes,
+    validate_every: Annotated[
+        int, typer.Option(help="Training env steps between validations (and one at the end).")
+    ] = HIERARCHICAL.validate_every,
     tracking_uri: TrackingUri = None,
     threads: Threads = 0,
 ) -> None:
@@ -60,6 +64,7 @@ def hierarchical(
         eval_episodes=eval_episodes,
         envs=envs,
         validation_episodes=validation_episodes,
+        validate_every=validate_every,
     )
     if task:
         task_env_id(task)  # refuse an unknown task before loading torch and mlflow
@@ -86,6 +91,12 @@ def hierarchical(
             f"  deploys skill {meta.fallback}: it beat the learned policy on the validation "
             f"episodes ({meta.validation['best-skill']:.1f} vs "
             f"{meta.validation['meta-controller']:.1f})"
+        )
+    elif meta.validation:
+        typer.echo(
+            f"  validation  kept network {meta.validation['meta-controller']:.1f}, best skill "
+            f"{meta.validation['best-skill']:.1f} ({meta.validation_env_steps:,} env steps "
+            "outside the budget)"
         )
     for name, value in result.final_returns.items():
         typer.echo(f"  {name:<16} final return {value:9.1f}")

@@ -457,9 +457,13 @@ def test_buffered_tracker_resends_only_what_the_store_lacks(store, tmp_path):
     tracker = delivery.BufferedTracker(client, run_id, journal, sent_step=100)
     tracker.on_step(200, {"loss": 999.0})  # the resumed run reaches a journaled step again
     tracker.on_step(400, {"loss": 400.0})
+    tracker.on_step(400, {"q": 1.0})  # this run's own reports at one step: all are sent
+    tracker.on_step(390, {"return": 5.0})
     assert tracker.close(timeout=30)
     history = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "loss"))
     assert history == [(200, 200.0), (300, 300.0), (400, 400.0)]
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "q")] == [(400, 1.0)]
+    assert [m.step for m in client.get_metric_history(run_id, "return")] == [390]
     assert client.get_run(run_id).data.tags[tracking.TAG_STEP] == "400"
     # sending the journal again (a crash after sending, before the step tag) adds nothing
     again = delivery.BufferedTracker(client, run_id, journal, sent_step=100)

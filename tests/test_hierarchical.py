@@ -248,7 +248,10 @@ def test_tracked_run_is_linked_to_its_library(library, store):
     assert len(client.get_metric_history(result.run_id, "baseline/random-skills/return")) == 4
     for name in ("meta-controller", "best-skill", "random-skills"):
         assert f"final_return/{name}" in run.data.metrics
-    assert [a.path for a in client.list_artifacts(result.run_id, "plots")] == ["plots/returns.png"]
+    plots = [a.path for a in client.list_artifacts(result.run_id, "plots")]
+    assert plots == ["plots/meta_controller.png", "plots/returns.png"]
+    for key in ("q_value", "q_target", "td_error", "epsilon", "replay_random_share"):
+        assert client.get_metric_history(result.run_id, key), key
     mlflow.set_tracking_uri(store)
     q_net = mlflow.pyfunc.load_model(result.model_uri)
     q_values = np.asarray(q_net.predict(np.zeros((2, 3), dtype=np.float32)))
@@ -287,13 +290,16 @@ def test_meta_controller_falls_back_to_its_best_skill_when_that_does_better():
     )
     envs = [gym.make("Pendulum-v1") for _ in range(config.envs)]
     lanes = SkillActionEnvs(envs, ConstantSkills(), config.skill_steps)
+    checks = SkillActionEnvs([gym.make("Pendulum-v1")], ConstantSkills(), config.skill_steps)
     reported = []
 
     class Recorder:
         def on_step(self, step, metrics):
             reported.append(step)
 
-    meta = train_meta_controller(lanes, config, [Recorder()])
+    with pytest.raises(ValueError, match="validation_envs"):
+        train_meta_controller(lanes, config)
+    meta = train_meta_controller(lanes, config, [Recorder()], checks)
     assert reported[:3] == [200, 400, 600]  # the scan: each skill alone for one episode
     assert set(meta.validation) == {"meta-controller", "best-skill"}
     if meta.validation["meta-controller"] < meta.validation["best-skill"]:

@@ -1,9 +1,11 @@
 """The meta-controller on tasks with a known answer: scripted skills, no skill training.
 
-The validation guard is off (`validation_episodes=0`): these test the learner itself.
+The validation guard is off (`validation_episodes=0`) where they test the learner itself.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import gymnasium as gym
 import numpy as np
@@ -12,6 +14,7 @@ from gymnasium.wrappers import TimeLimit
 
 from skillforge.core.config import HierarchicalConfig
 from skillforge.reuse.meta_controller import train_meta_controller
+from skillforge.reuse.meta_selection import VALIDATION_SEED_OFFSET
 from skillforge.reuse.skill_actions import SkillActionEnvs, run_skill_policy
 
 
@@ -103,3 +106,38 @@ def test_switching_between_two_skills_beats_either_alone(seed):
     meta = train_meta_controller(lanes, config(total_steps=30_000, skill_steps=5, seed=seed))
     assert best_alone == 1.0
     assert greedy_return(lanes, meta) >= 9.0  # one point per wall reached, 10 at best
+
+
+def test_validation_keeps_the_best_network_outside_the_budget():
+    """Validated every 3,000 steps on episodes of their own: the deployed network is the best
+    validated one (its validation return reproduces), at least the best single skill's, and
+    the validation steps are neither training decisions nor part of the budget."""
+    lanes = lanes_of(Shuttle, n_skills=2, steps=200, k=5)
+    checks = lanes_of(Shuttle, n_skills=2, steps=200, k=5, envs=2)
+    settings = config(total_steps=30_000, skill_steps=5, validation_episodes=2)
+    settings = dataclasses.replace(settings, validate_every=3_000)
+    reported = []
+
+    class Recorder:
+        def on_step(self, step, metrics):
+            reported.append((step, metrics))
+
+    meta = train_meta_controller(lanes, settings, [Recorder()], checks)
+    curve = meta.validation_curve
+    assert [step // 3_000 for step, _ in curve[:-1]] == list(range(1, len(curve)))
+    assert meta.validation["best"] == max(value for _, value in curve)
+    assert meta.validation["meta-controller"] >= meta.validation["best-skill"] == 1.0
+    assert meta.fallback is None
+    seed = settings.seed + VALIDATION_SEED_OFFSET
+    again = run_skill_policy(checks, lambda obs, rng: meta.choose(obs), seed, episodes=2)
+    assert np.mean(again) == meta.validation["best"]
+    again = run_skill_policy(checks, lambda obs, rng: meta.choose(obs), seed + 1, episodes=2)
+    assert np.mean(again) == meta.validation["meta-controller"]  # the deploy decision's
+    # every validation: 2 episodes of 200 steps; then the network and 2 skills on 2 others
+    assert meta.validation_env_steps == (len(curve) + 3) * 2 * 200
+    trained = [step for step, metrics in reported if "return" in metrics]
+    assert max(trained) <= settings.total_steps
+    checked = [
+        metrics["validation_return"] for _, metrics in reported if "validation_return" in metrics
+    ]
+    assert checked == [value for _, value in curve]

@@ -7,7 +7,9 @@ episodes, run to their end."""
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -82,17 +84,23 @@ def train_hierarchical(
     lanes = SkillActionEnvs(
         [make_task(run.task) for _ in range(config.envs)], skills, config.skill_steps
     )
+    validation_lanes = SkillActionEnvs(
+        [make_task(run.task) for _ in range(max(1, min(config.envs, config.validation_episodes)))],
+        skills,
+        config.skill_steps,
+    )
     fingerprint = skills.fingerprint()
     eval_seed = config.seed + EVAL_SEED_OFFSET
     steps = config.total_steps
     final: dict[str, float] = {}
-    with mlflow.start_run(run_id=run.run_id), lanes:
-        meta = train_meta_controller(lanes, config, run.phase("", callbacks_for("meta", steps)))
+    with mlflow.start_run(run_id=run.run_id), lanes, validation_lanes:
+        meta = train_meta_controller(
+            lanes, config, run.phase("", callbacks_for("meta", steps)), validation_lanes
+        )
         run.client.log_param(run.run_id, "reward_scale", f"{meta.reward_scale:.6g}")
         fallback = "none" if meta.fallback is None else str(meta.fallback)
         run.client.set_tag(run.run_id, "skillforge.meta_fallback", fallback)
-        validation = {f"validation_return/{name}": v for name, v in meta.validation.items()}
-        tracking.log_metrics(run.client, run.run_id, validation, steps)
+        _log_validation(run, meta, steps)
         greedy = run_skill_policy(
             lanes, lambda obs, rng: meta.choose(obs), eval_seed, config.eval_episodes
         )
@@ -120,6 +128,7 @@ def train_hierarchical(
             "sac": "baseline/sac/return",
         }
         run.finish(final, steps, curves, flat=["best-skill"])
+        _log_diagnostics_plot(run, meta, final)
         observations = np.stack([lanes.reset(0, seed=i)[0] for i in range(4)])
         model_uri = registry.register_module(
             meta,
@@ -143,6 +152,41 @@ def train_hierarchical(
             logger.warning("the agent is not registered: %s", error)
             agent_uri = ""
     return HierarchicalResult(run.run_id, run.task, meta, final, model_uri, frozen, agent_uri)
+
+
+def _log_validation(run: DownstreamRun, meta: MetaController, steps: int) -> None:
+    """`best_return/meta-controller`: the best validation return (the kept network's);
+    `validation_return/...`: it and the best single skill on the second validation
+    episodes, where one of them is deployed; the env steps validation took apart from the
+    budget."""
+    if not meta.validation:
+        return
+    metrics = {
+        "best_return/meta-controller": meta.validation["best"],
+        "validation_return/meta-controller": meta.validation["meta-controller"],
+        "validation_return/best-skill": meta.validation["best-skill"],
+        "validation_env_steps": float(meta.validation_env_steps),
+    }
+    tracking.log_metrics(run.client, run.run_id, metrics, steps)
+
+
+def _log_diagnostics_plot(run: DownstreamRun, meta: MetaController, final: dict) -> None:
+    """`plots/meta_controller.png`: returns, Q-values and TD error, exploration, chosen skills."""
+    from skillforge.evaluation import plots
+
+    keys = ("return", "validation_return", "q_value", "q_target", "td_error", "epsilon")
+    history = {key: run.history(key) for key in (*keys, "replay_random_share")}
+    lines = {"best skill (validation)": meta.validation.get("best-skill")}
+    lines["best skill (test)"] = final.get("best-skill")
+    with tempfile.TemporaryDirectory() as folder:
+        path = plots.meta_diagnostics(
+            history,
+            meta.choices,
+            {name: value for name, value in lines.items() if value is not None},
+            Path(folder) / "meta_controller.png",
+            f"{run.info.name}: meta-controller on {run.task}",
+        )
+        run.client.log_artifact(run.run_id, str(path), "plots")
 
 
 def sac_baseline(

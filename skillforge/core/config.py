@@ -261,9 +261,14 @@ class HierarchicalConfig:
     envs: int = 8
     """Copies of the task stepped in lockstep: one batched skill call per env step for all."""
     validation_episodes: int = 3
-    """Episodes on which the trained meta-controller must beat the best skill it found (each
-    skill is tried once first), else it deploys that skill; 0 turns the guard off. Every
-    step of it counts in the budget."""
+    """Validation episodes (seeds of their own) on which the greedy meta-controller is
+    checked every `validate_every` steps, the best network kept, and compared at the end
+    with the best single skills (each skill is tried once first); the better is deployed.
+    0 turns validation off. The validation steps are counted apart from `total_steps`."""
+    validate_every: int = 20_000
+    """Training env steps between validations of the greedy meta-controller (and at the end)."""
+    updates_per_decision: int = 1
+    """Gradient steps of the Q-network per decision."""
 
     def __post_init__(self) -> None:
         _require(self.skill_steps >= 1, f"--skill-steps must be >= 1, got {self.skill_steps}")
@@ -292,6 +297,13 @@ class HierarchicalConfig:
         _require(
             0 <= self.validation_episodes <= 100,
             f"--validation-episodes must be in [0, 100], got {self.validation_episodes}",
+        )
+        _require(
+            self.validate_every >= 1, f"--validate-every must be >= 1, got {self.validate_every}"
+        )
+        _require(
+            1 <= self.updates_per_decision <= 64,
+            f"updates_per_decision must be in [1, 64], got {self.updates_per_decision}",
         )
 
     def to_params(self) -> dict[str, str]:

@@ -184,3 +184,47 @@ def measure_bars(names: list[str], measures: dict[str, list[float]], path: str |
         axis.set_ylabel(label, fontsize=8)
         axis.grid(axis="y", alpha=0.3)
     return _save(fig, path)
+
+
+def meta_diagnostics(
+    history: dict[str, list[tuple[int, float]]],
+    choices: list[tuple[int, np.ndarray]],
+    lines: dict[str, float],
+    path: str | Path,
+    title: str,
+) -> Path:
+    """A meta-controller's training at a glance, against env steps: episode returns and
+    validation returns (with reference `lines`), Q-values and TD error (reward units),
+    exploration rate and randomly chosen share of the replay, and the skills chosen."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(4, 1, figsize=(8, 11), sharex=True)
+    panels = (
+        (axes[0], ("return", "validation_return"), "return"),
+        (axes[1], ("q_value", "q_target", "td_error"), "reward units"),
+        (axes[2], ("epsilon", "replay_random_share"), "fraction"),
+    )
+    for axis, keys, label in panels:
+        for key in keys:
+            points = history.get(key, [])
+            if points:
+                steps, values = zip(*points, strict=True)
+                style = "o-" if key == "validation_return" else "-"
+                axis.plot(steps, values, style, label=key.replace("_", " "), markersize=4)
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+    for name, value in lines.items():
+        axes[0].axhline(value, linestyle="--", label=f"{name} ({value:.0f})", color="grey")
+    if choices:
+        steps = [step for step, _ in choices]
+        shares = np.stack([share for _, share in choices], axis=1)
+        colors = skill_colors(len(shares))
+        axes[3].stackplot(steps, shares, colors=colors, labels=[str(k) for k in range(len(shares))])
+        axes[3].legend(
+            title="skill", fontsize=6, ncol=2, loc="center left", bbox_to_anchor=(1, 0.5)
+        )
+    axes[3].set_ylabel("share of decisions")
+    axes[3].set_xlabel("environment steps")
+    for axis in axes[:3]:
+        axis.legend(fontsize=8)
+    axes[0].set_title(title)
+    return _save(fig, path)

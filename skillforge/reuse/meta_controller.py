@@ -3,12 +3,11 @@
 Off-policy replay makes the most of a few thousand decisions (N skills, K steps each),
 where PPO would need many more, and Q(s, .) over N skills is a single forward pass.
 
-It never deploys a policy worse than its own best skill: training starts by trying every
-skill alone for one episode (those decisions go into the replay buffer like any other), and
-ends by running the greedy meta-controller and the best of those skills on the same
-validation episodes; if the skill does better, the meta-controller falls back to it. The
-scan and the validation are paid from the same env-step budget, on seeds that neither the
-training episodes nor the held-out evaluation use."""
+It never deploys a policy worse than its own best skill (`meta_selection`): training starts
+by trying every skill alone for one episode (those decisions go into the replay buffer like
+any other), the greedy policy is validated while it learns and the best network is kept, and
+that network is deployed only if it does at least as well as the best single skills on the
+same validation episodes; otherwise the best skill is."""
 
 from __future__ import annotations
 
@@ -19,6 +18,13 @@ import torch
 import torch.nn.functional as F
 
 from skillforge.core.config import HierarchicalConfig
+from skillforge.reuse.meta_diagnostics import MetaDiagnostics
+from skillforge.reuse.meta_selection import (
+    SCAN_SEED_OFFSET,
+    VALIDATION_SEED_OFFSET,
+    Validation,
+    scan_skills,
+)
 from skillforge.reuse.skill_actions import Decisions, SkillActionEnvs, run_skill_policy
 from skillforge.rl.callbacks import CallbackList
 from skillforge.rl.nets import mlp
@@ -26,8 +32,8 @@ from skillforge.rl.replay import ReplayBuffer
 from skillforge.rl.sac import make_optimizer, soft_update
 
 FALLBACK_PREFERENCE = 1e6
-SCAN_SEED_OFFSET = 2_000_003  # the skill scan and the validation: seeds of their own
-VALIDATION_SEED_OFFSET = 3_000_017
+REPORTS = 100
+"""Diagnostics are reported this many times over the training budget."""
 
 
 class MetaController(torch.nn.Module):
@@ -40,7 +46,14 @@ class MetaController(torch.nn.Module):
         self.reward_scale = 1.0
         """What the rewards were multiplied by in training: Q-values are in those units."""
         self.validation: dict[str, float] = {}
-        """Mean validation returns of the greedy policy and of the best skill (if validated)."""
+        """Mean validation returns (if validated): `best` of the kept network where it was
+        chosen; `meta-controller` (it) and `best-skill` on the second validation episodes."""
+        self.validation_curve: list[tuple[int, float]] = []
+        """(training env steps, mean validation return of the greedy policy then)."""
+        self.validation_env_steps = 0
+        """Env steps the validation episodes took, apart from the training budget."""
+        self.choices: list[tuple[int, np.ndarray]] = []
+        """(env steps, share of each skill among the decisions up to there), for the plot."""
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values, shape (batch, n_skills) (a fallback skill outranks every other)."""
@@ -63,15 +76,16 @@ class MetaController(torch.nn.Module):
         return self(torch.as_tensor(obs, dtype=torch.float32)).argmax(dim=1).numpy()
 
 
-def dqn_loss(online, target, batch, gamma: float, reward_scale: float = 1.0) -> torch.Tensor:
-    """Double DQN: the online net picks the next skill, the target net values it."""
+def dqn_loss(online, target, batch, gamma: float, reward_scale: float = 1.0):
+    """Double DQN: the online net picks the next skill, the target net values it.
+    Returns the loss, Q(s, k) and its target (batch,)."""
     q = online(batch.obs).gather(1, batch.skill[:, None]).squeeze(1)  # (batch,)
     with torch.no_grad():
         next_skill = online(batch.next_obs).argmax(dim=1, keepdim=True)
         next_q = target(batch.next_obs).gather(1, next_skill).squeeze(1)
         reward = reward_scale * batch.reward
         q_target = reward + gamma * (1.0 - batch.terminated) * next_q
-    return F.smooth_l1_loss(q, q_target)
+    return F.smooth_l1_loss(q, q_target), q.detach(), q_target
 
 
 def reward_scale_for(rewards: torch.Tensor) -> float:
@@ -86,14 +100,25 @@ def reward_scale_for(rewards: torch.Tensor) -> float:
 
 
 def train_meta_controller(
-    envs: SkillActionEnvs, config: HierarchicalConfig, callbacks=()
+    envs: SkillActionEnvs,
+    config: HierarchicalConfig,
+    callbacks=(),
+    validation_envs: SkillActionEnvs | None = None,
 ) -> MetaController:
     """Train a meta-controller on `envs` for `config.total_steps` env steps (all lanes):
-    the skill scan, Double DQN, then the validation against the best skill (module doc).
+    the skill scan, then Double DQN with the greedy policy validated on `validation_envs`
+    (other copies of the task, needed unless `config.validation_episodes` is 0) every
+    `config.validate_every` steps, then the kept network against the best skills.
 
-    One gradient step per decision, as with a single env; callbacks get
-    `on_step(env_steps, {"return": R, "episode_length": T})` after each episode.
+    `config.updates_per_decision` gradient steps per decision; callbacks get
+    `on_step(env_steps, {"return": R, "episode_length": T})` after each episode,
+    `{"validation_return": R}` after each validation, and the diagnostics
+    (`q_value`, `q_target`, `td_error` in reward units, `epsilon`, `replay_random_share`)
+    `REPORTS` times in all.
     """
+    guard = config.validation_episodes > 0
+    if guard and validation_envs is None:
+        raise ValueError("validation_envs are needed when config.validation_episodes > 0")
     callbacks = CallbackList(callbacks)
     torch.manual_seed(config.seed)
     sampler = torch.Generator().manual_seed(config.seed)
@@ -102,10 +127,27 @@ def train_meta_controller(
     target = copy.deepcopy(online).requires_grad_(False)
     optimizer = make_optimizer(online.parameters(), config.lr, torch.device("cpu"))
     buffer = ReplayBuffer(config.buffer_size, obs_dim, action_dim=0)
+    explored = np.zeros(config.buffer_size, dtype=bool)  # chosen at random, per replay row
+    diagnostics = MetaDiagnostics(n_skills)
+    report_every = max(1, config.total_steps // REPORTS)
     # reward_scale is fixed at the first update, from the random decisions before it
-    counts: dict = {"env_steps": 0, "decisions": 0, "reward_scale": None}
+    counts: dict = {"env_steps": 0, "decisions": 0, "reward_scale": None, "next_report": 0}
+    counts["epsilon"], counts["explore"] = 1.0, np.ones(envs.n_envs, dtype=bool)
     callbacks.on_start({"step": 0, "total_steps": config.total_steps, "agent": online})
     reported = _Offset(callbacks, counts)
+    validation = (
+        Validation(
+            validation_envs,
+            config.validation_episodes,
+            config.seed + VALIDATION_SEED_OFFSET,
+            config.validate_every,
+        )
+        if guard
+        else None
+    )
+
+    def greedy(obs: np.ndarray, rng) -> np.ndarray:
+        return online.choose(obs)
 
     def epsilon_greedy(obs: np.ndarray, rng) -> np.ndarray:  # draws from `sampler`, not rng
         progress = counts["env_steps"] / max(1.0, config.exploration_fraction * config.total_steps)
@@ -114,33 +156,52 @@ def train_meta_controller(
             epsilon = 1.0
         explore = torch.rand(len(obs), generator=sampler) < epsilon
         random_skills = torch.randint(n_skills, (len(obs),), generator=sampler)
+        counts["epsilon"], counts["explore"] = epsilon, explore.numpy()
         return torch.where(explore, random_skills, torch.from_numpy(online.choose(obs))).numpy()
 
-    def record(decisions: Decisions) -> None:
+    def record(decisions: Decisions, explore: np.ndarray) -> None:
         result = decisions.result
         for row, skill in enumerate(decisions.skills):
+            explored[buffer.position] = explore[row]
             next_obs, terminated = result.obs[row], result.terminated[row]
             buffer.add(decisions.obs[row], skill, (), result.reward[row], next_obs, terminated)
         counts["env_steps"] += int(result.env_steps.sum())
 
+    def update() -> None:
+        if counts["reward_scale"] is None:
+            counts["reward_scale"] = reward_scale_for(buffer.reward[: len(buffer)])
+        batch = buffer.sample(config.batch_size, sampler)
+        loss, q, q_target = dqn_loss(online, target, batch, config.gamma, counts["reward_scale"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        soft_update(target, online, config.tau)
+        td_error = float((q - q_target).abs().mean())
+        diagnostics.updated(float(q.mean()), float(q_target.mean()), td_error)
+
     def learn(decisions: Decisions) -> None:
-        record(decisions)
+        record(decisions, counts["explore"][: len(decisions.skills)])
+        diagnostics.chose(decisions.skills)
         for _ in decisions.skills:
             counts["decisions"] += 1
             if counts["decisions"] >= config.learning_starts and len(buffer) >= config.batch_size:
-                if counts["reward_scale"] is None:
-                    counts["reward_scale"] = reward_scale_for(buffer.reward[: len(buffer)])
-                batch = buffer.sample(config.batch_size, sampler)
-                loss = dqn_loss(online, target, batch, config.gamma, counts["reward_scale"])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                soft_update(target, online, config.tau)
+                for _ in range(config.updates_per_decision):
+                    update()
+        steps = counts["env_steps"]
+        if steps >= counts["next_report"]:
+            counts["next_report"] = steps + report_every
+            random_share = float(explored[: len(buffer)].mean())
+            metrics = diagnostics.flush(steps, counts["reward_scale"] or 1.0)
+            metrics.update(epsilon=counts["epsilon"], replay_random_share=random_share)
+            callbacks.on_step(steps, metrics)
+        if validation is not None and validation.due(steps):
+            callbacks.on_step(steps, {"validation_return": validation.check(online, greedy, steps)})
 
-    guard = config.validation_episodes > 0
-    scan = _scan_skills(envs, config.seed + SCAN_SEED_OFFSET, record, reported) if guard else None
-    reserve = 2 * config.validation_episodes * int(counts["env_steps"] / n_skills) if guard else 0
-    budget = config.total_steps - counts["env_steps"] - reserve
+    def scanned(decisions: Decisions) -> None:
+        record(decisions, np.zeros(len(decisions.skills), dtype=bool))
+
+    scan = scan_skills(envs, config.seed + SCAN_SEED_OFFSET, scanned, reported) if guard else None
+    budget = config.total_steps - counts["env_steps"]
     if budget > 0:
         reported.on_start({})
         run_skill_policy(
@@ -152,11 +213,32 @@ def train_meta_controller(
             on_decisions=learn,
         )
     online.reward_scale = counts["reward_scale"] or 1.0
+    online.choices = diagnostics.choices
     online.eval()
-    if scan is not None:
-        _validate(online, envs, int(scan.argmax()), config, record)
+    if validation is not None and scan is not None:
+        _deploy(online, validation, scan, counts["env_steps"], greedy, callbacks)
     callbacks.on_end(online)
     return online
+
+
+def _deploy(
+    meta: MetaController, validation: Validation, scan: np.ndarray, steps: int, greedy, callbacks
+) -> None:
+    """Keep the best validated network (the last one is validated too), then deploy the best
+    skill instead if it does better on the second validation episodes."""
+    if not validation.curve or validation.curve[-1][0] != steps:
+        callbacks.on_step(steps, {"validation_return": validation.check(meta, greedy, steps)})
+    meta.load_state_dict(validation.best_state)
+    kept, skill, skill_return = validation.final_comparison(greedy, scan)
+    meta.validation = {
+        "best": validation.best_return,
+        "meta-controller": kept,
+        "best-skill": skill_return,
+    }
+    meta.validation_curve = validation.curve
+    meta.validation_env_steps = validation.env_steps
+    if kept < skill_return:
+        meta.fall_back_to(skill)
 
 
 class _Offset:
@@ -171,40 +253,3 @@ class _Offset:
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
         self.callbacks.on_step(self.start + step, metrics)
-
-
-def _scan_skills(envs: SkillActionEnvs, seed: int, record, reported: _Offset) -> np.ndarray:
-    """Every skill alone for one episode from the same start; returns (n_skills,) returns."""
-    returns = np.zeros(envs.n_skills)
-    for skill in range(envs.n_skills):
-        reported.on_start({})
-        episode = run_skill_policy(
-            envs,
-            lambda obs, rng, k=skill: np.full(len(obs), k),
-            seed,
-            episodes=1,
-            callbacks=[reported],
-            on_decisions=record,
-        )
-        returns[skill] = episode[0]
-    return returns
-
-
-def _validate(
-    meta: MetaController, envs: SkillActionEnvs, best: int, config: HierarchicalConfig, record
-) -> None:
-    """The greedy meta-controller against skill `best` on the same validation episodes;
-    the skill is deployed (`fall_back_to`) unless the meta-controller does at least as well."""
-    seed, episodes = config.seed + VALIDATION_SEED_OFFSET, config.validation_episodes
-    greedy = run_skill_policy(
-        envs, lambda obs, rng: meta.choose(obs), seed, episodes, on_decisions=record
-    )
-    alone = run_skill_policy(
-        envs, lambda obs, rng: np.full(len(obs), best), seed, episodes, on_decisions=record
-    )
-    meta.validation = {
-        "meta-controller": float(np.mean(greedy)),
-        "best-skill": float(np.mean(alone)),
-    }
-    if np.mean(greedy) < np.mean(alone):
-        meta.fall_back_to(best)

@@ -130,6 +130,8 @@ class BufferedTracker:
         self.retry_seconds = retry_seconds
         self.reports: list[Report] = journal.load() if journal is not None else []
         self.journaled_until = max((r.step for r in self.reports if r.kind == "train"), default=-1)
+        """The last step the journal held at the start: a resumed run's reports up to it are
+        dropped (the journal's copies are sent); this run's own reports never are."""
         self.last_checkpoint: tuple[str, int] | None = None
         self._pending = collections.deque(  # evaluations carry no step tag: resend them all
             r for r in self.reports if r.kind != "train" or r.step > sent_step
@@ -230,8 +232,6 @@ class BufferedTracker:
                     error.strerror or error,
                 )
         self.reports.append(report)
-        if report.kind == "train":
-            self.journaled_until = max(self.journaled_until, report.step)
         self._enqueue(report)
 
     def _enqueue(self, report: Report) -> None:
