@@ -59,13 +59,13 @@ class Task:
 
 HOPPER = Library("hopper", "Hopper-v5", 10, 60_000)
 HALFCHEETAH_X = Library("halfcheetah-x", "HalfCheetah-v5", 10, 100_000, features="x")
-MOUNTAINCAR = Library("mountaincar", "MountainCarContinuous-v0", 10, 60_000)
+MOUNTAINCAR_X = Library("mountaincar-x", "MountainCarContinuous-v0", 10, 60_000, features="x")
 TASKS = {
     task.name: task
     for task in (
         Task("Hopper-v5", HOPPER, 20_000, 10),
         Task("halfcheetah-goal", HALFCHEETAH_X, 30_000, 50),
-        Task("MountainCarContinuous-v0", MOUNTAINCAR, 30_000, 50),
+        Task("MountainCarContinuous-v0", MOUNTAINCAR_X, 30_000, 50),
     )
 }
 
@@ -141,10 +141,12 @@ def run_job(job: tuple[str, str, int, str]) -> None:
 
 
 def recorded_runs(store: str) -> list[dict]:
-    """Every finished hierarchical and finetune run in the store, as (task, command, seed,
-    final returns): the store is the record, so an interrupted benchmark continues where it
-    stopped and two benchmarks may share a store."""
+    """Every finished hierarchical (of today's learner) and finetune run in the store, as
+    (task, library, command, seed, final returns): the store is the record, so an
+    interrupted benchmark continues where it stopped and two benchmarks may share a store."""
     from mlflow.tracking import MlflowClient
+
+    from skillforge.reuse.meta_controller import LEARNER
 
     client = MlflowClient(store)
     experiments = [e.experiment_id for e in client.search_experiments()]
@@ -162,13 +164,17 @@ def recorded_runs(store: str) -> list[dict]:
             else:
                 finals = {m: v for m, v in finals.items() if m != "sac"}
             params = run.data.params
-            key = (params["task"], command, params["seed"], params["total_steps"])
+            key = (params["task"], params["library"], command, params["seed"])
+            key += (params["total_steps"],)
+            if command == "hierarchical" and params.get("learner") != LEARNER:
+                continue
             if run.info.status != "FINISHED" or not finals or key in seen:
                 continue  # newest first: a rerun supersedes an earlier run
             seen.add(key)
             records.append(
                 {
                     "task": params["task"],
+                    "library": params["library"],
                     "command": command,
                     "seed": int(params["seed"]),
                     "env_steps": int(params["total_steps"]),
@@ -176,6 +182,17 @@ def recorded_runs(store: str) -> list[dict]:
                 }
             )
     return records
+
+
+def current_runs(store: str) -> list[dict]:
+    """The recorded runs of the benchmark's tasks, with their library and env-step budget."""
+    return [
+        record
+        for record in recorded_runs(store)
+        if record["task"] in TASKS
+        and record["library"] == TASKS[record["task"]].library.name
+        and record["env_steps"] == TASKS[record["task"]].env_steps
+    ]
 
 
 def summarise(done: list[dict], seeds: list[int], tasks: list[str]) -> dict:
@@ -266,12 +283,7 @@ def main() -> None:
         for library in {TASKS[name].library for name in tasks}:
             ensure_library(library, store)
 
-    finished = {
-        (r["task"], r["command"], r["seed"])
-        for r in recorded_runs(store)
-        if r["env_steps"] == TASKS[r["task"]].env_steps
-        if r["task"] in TASKS
-    }
+    finished = {(r["task"], r["command"], r["seed"]) for r in current_runs(store)}
     jobs = [
         (name, command, seed, store)
         for seed in seeds
@@ -286,8 +298,7 @@ def main() -> None:
             for _ in pool.imap_unordered(run_job, jobs):
                 pass  # each run is recorded in the store
 
-    done = [r for r in recorded_runs(store) if r["task"] in TASKS]
-    done = [r for r in done if r["env_steps"] == TASKS[r["task"]].env_steps]
+    done = current_runs(store)
     summary = summarise(done, seeds, tasks)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -88,15 +88,17 @@ def hierarchical(
     meta = result.meta_controller
     if meta.fallback is not None:
         typer.echo(
-            f"  deploys skill {meta.fallback}: it beat the learned policy on the validation "
-            f"episodes ({meta.validation['best-skill']:.1f} vs "
-            f"{meta.validation['meta-controller']:.1f})"
+            f"  deploys skill {meta.fallback}: on the validation episodes it scored "
+            f"{meta.validation['best-skill']:.1f}, the learned policy "
+            f"{meta.validation['meta-controller']:.1f} (not surely better: 95% lower bound "
+            f"{meta.validation['meta-controller-lower-bound']:.1f})"
         )
     elif meta.validation:
         typer.echo(
-            f"  validation  kept network {meta.validation['meta-controller']:.1f}, best skill "
-            f"{meta.validation['best-skill']:.1f} ({meta.validation_env_steps:,} env steps "
-            "outside the budget)"
+            f"  validation  learned policy {meta.validation['meta-controller']:.1f} (95% lower "
+            f"bound {meta.validation['meta-controller-lower-bound']:.1f}), best skill "
+            f"{meta.validation['best-skill']:.1f}; {meta.validation_env_steps:,} env steps "
+            "outside the budget"
         )
     for name, value in result.final_returns.items():
         typer.echo(f"  {name:<16} final return {value:9.1f}")

@@ -301,8 +301,13 @@ def test_meta_controller_falls_back_to_its_best_skill_when_that_does_better():
         train_meta_controller(lanes, config)
     meta = train_meta_controller(lanes, config, [Recorder()], checks)
     assert reported[:3] == [200, 400, 600]  # the scan: each skill alone for one episode
-    assert set(meta.validation) == {"meta-controller", "best-skill"}
-    if meta.validation["meta-controller"] < meta.validation["best-skill"]:
+    assert set(meta.validation) == {
+        "best",
+        "meta-controller",
+        "meta-controller-lower-bound",
+        "best-skill",
+    }
+    if meta.validation["meta-controller-lower-bound"] < meta.validation["best-skill"]:
         assert meta.fallback is not None
         obs = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
         assert (meta.choose(obs) == meta.fallback).all()

@@ -19,7 +19,7 @@ from skillforge.core.config import HierarchicalConfig
 from skillforge.core.envs import EVAL_SEED_OFFSET
 from skillforge.core.errors import SkillforgeError
 from skillforge.reuse import baselines
-from skillforge.reuse.meta_controller import MetaController, train_meta_controller
+from skillforge.reuse.meta_controller import LEARNER, MetaController, train_meta_controller
 from skillforge.reuse.skill_actions import SkillActionEnvs, run_skill_policy
 from skillforge.reuse.task_sac import (
     TaskSACSettings,
@@ -78,7 +78,7 @@ def train_hierarchical(
     """
     import mlflow
 
-    params = {**config.to_params(), "learner": "double-dqn"}
+    params = {**config.to_params(), "learner": LEARNER}
     run = DownstreamRun.start(library, config.task, "meta", params, tracking_uri)
     skills = load_skill_set(run.library, config.skills_from, tracking_uri, run.info.model_uri)
     lanes = SkillActionEnvs(
@@ -157,13 +157,15 @@ def train_hierarchical(
 def _log_validation(run: DownstreamRun, meta: MetaController, steps: int) -> None:
     """`best_return/meta-controller`: the best validation return (the kept network's);
     `validation_return/...`: it and the best single skill on the second validation
-    episodes, where one of them is deployed; the env steps validation took apart from the
-    budget."""
+    episodes, where one of them is deployed (the network if its
+    `validation_lower_bound/meta-controller` is at least the skill's return); the env steps
+    validation took apart from the budget."""
     if not meta.validation:
         return
     metrics = {
         "best_return/meta-controller": meta.validation["best"],
         "validation_return/meta-controller": meta.validation["meta-controller"],
+        "validation_lower_bound/meta-controller": meta.validation["meta-controller-lower-bound"],
         "validation_return/best-skill": meta.validation["best-skill"],
         "validation_env_steps": float(meta.validation_env_steps),
     }

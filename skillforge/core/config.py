@@ -260,15 +260,13 @@ class HierarchicalConfig:
     """Greedy episodes to measure the final meta-controller (and each skill for best-skill)."""
     envs: int = 8
     """Copies of the task stepped in lockstep: one batched skill call per env step for all."""
-    validation_episodes: int = 3
+    validation_episodes: int = 8
     """Validation episodes (seeds of their own) on which the greedy meta-controller is
     checked every `validate_every` steps, the best network kept, and compared at the end
     with the best single skills (each skill is tried once first); the better is deployed.
     0 turns validation off. The validation steps are counted apart from `total_steps`."""
     validate_every: int = 20_000
     """Training env steps between validations of the greedy meta-controller (and at the end)."""
-    updates_per_decision: int = 1
-    """Gradient steps of the Q-network per decision."""
 
     def __post_init__(self) -> None:
         _require(self.skill_steps >= 1, f"--skill-steps must be >= 1, got {self.skill_steps}")
@@ -300,10 +298,6 @@ class HierarchicalConfig:
         )
         _require(
             self.validate_every >= 1, f"--validate-every must be >= 1, got {self.validate_every}"
-        )
-        _require(
-            1 <= self.updates_per_decision <= 64,
-            f"updates_per_decision must be in [1, 64], got {self.updates_per_decision}",
         )
 
     def to_params(self) -> dict[str, str]:

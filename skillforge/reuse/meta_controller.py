@@ -31,17 +31,23 @@ from skillforge.rl.nets import mlp
 from skillforge.rl.replay import ReplayBuffer
 from skillforge.rl.sac import make_optimizer, soft_update
 
+LEARNER = "dueling-double-dqn"
+"""The learner's name, logged with every run (runs of an earlier learner can be told apart)."""
 FALLBACK_PREFERENCE = 1e6
 REPORTS = 100
 """Diagnostics are reported this many times over the training budget."""
 
 
 class MetaController(torch.nn.Module):
-    """Q(s, k) for every skill k."""
+    """Q(s, k) for every skill k, a dueling network (Wang et al. 2016):
+    Q = V(s) + A(s, k) - mean_k A(s, k), V and A the last of N + 1 outputs and the others.
+    Locomotion rewards make V large (thousands on Hopper: every step alive pays) and the
+    skills' differences small; learned apart, the differences are not drowned in the error
+    of the common value."""
 
     def __init__(self, obs_dim: int, n_skills: int, hidden: int) -> None:
         super().__init__()
-        self.q = mlp(obs_dim, hidden, n_skills)
+        self.q = mlp(obs_dim, hidden, n_skills + 1)
         self.register_buffer("preference", torch.zeros(n_skills))  # the fallback, if any
         self.reward_scale = 1.0
         """What the rewards were multiplied by in training: Q-values are in those units."""
@@ -57,7 +63,9 @@ class MetaController(torch.nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values, shape (batch, n_skills) (a fallback skill outranks every other)."""
-        return self.q(obs) + self.preference
+        out = self.q(obs)
+        value, advantage = out[:, -1:], out[:, :-1]
+        return value + advantage - advantage.mean(dim=1, keepdim=True) + self.preference
 
     @property
     def fallback(self) -> int | None:
@@ -110,7 +118,7 @@ def train_meta_controller(
     (other copies of the task, needed unless `config.validation_episodes` is 0) every
     `config.validate_every` steps, then the kept network against the best skills.
 
-    `config.updates_per_decision` gradient steps per decision; callbacks get
+    One gradient step per decision, as with a single env; callbacks get
     `on_step(env_steps, {"return": R, "episode_length": T})` after each episode,
     `{"validation_return": R}` after each validation, and the diagnostics
     (`q_value`, `q_target`, `td_error` in reward units, `epsilon`, `replay_random_share`)
@@ -185,8 +193,7 @@ def train_meta_controller(
         for _ in decisions.skills:
             counts["decisions"] += 1
             if counts["decisions"] >= config.learning_starts and len(buffer) >= config.batch_size:
-                for _ in range(config.updates_per_decision):
-                    update()
+                update()
         steps = counts["env_steps"]
         if steps >= counts["next_report"]:
             counts["next_report"] = steps + report_every
@@ -225,19 +232,21 @@ def _deploy(
     meta: MetaController, validation: Validation, scan: np.ndarray, steps: int, greedy, callbacks
 ) -> None:
     """Keep the best validated network (the last one is validated too), then deploy the best
-    skill instead if it does better on the second validation episodes."""
+    skill instead unless the network is surely better on the second validation episodes
+    (`meta_selection.CONFIDENCE`)."""
     if not validation.curve or validation.curve[-1][0] != steps:
         callbacks.on_step(steps, {"validation_return": validation.check(meta, greedy, steps)})
     meta.load_state_dict(validation.best_state)
-    kept, skill, skill_return = validation.final_comparison(greedy, scan)
+    kept, lower_bound, skill, skill_return = validation.final_comparison(greedy, scan)
     meta.validation = {
         "best": validation.best_return,
         "meta-controller": kept,
+        "meta-controller-lower-bound": lower_bound,
         "best-skill": skill_return,
     }
     meta.validation_curve = validation.curve
     meta.validation_env_steps = validation.env_steps
-    if kept < skill_return:
+    if lower_bound < skill_return:
         meta.fall_back_to(skill)
 
 

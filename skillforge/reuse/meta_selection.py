@@ -20,6 +20,11 @@ from skillforge.reuse.skill_actions import SkillActionEnvs, run_skill_policy
 
 SCAN_SEED_OFFSET = 2_000_003
 VALIDATION_SEED_OFFSET = 3_000_017
+CONFIDENCE = 1.645
+"""The kept network is deployed only if the lower end of its one-sided 95% confidence
+interval (normal, over the second validation episodes) is at least the best skill's mean:
+a network that falls in some episodes can outscore a steady skill on a few episodes by
+chance and lose on the test episodes."""
 CANDIDATE_SKILLS = 2
 """How many of the scan's best skills are validated against the kept network: one episode
 per skill can misrank two skills of similar worth."""
@@ -61,12 +66,12 @@ class Validation:
     def __post_init__(self) -> None:
         self.next_check = self.every
 
-    def returns_of(self, choose, seed: int) -> float:
-        """Mean return of `choose(obs, rng)` on the validation episodes of `seed`."""
+    def returns_of(self, choose, seed: int) -> np.ndarray:
+        """Returns of `choose(obs, rng)` on the validation episodes of `seed`."""
         counted = _StepCount()
         returns = run_skill_policy(self.envs, choose, seed, self.episodes, on_decisions=counted)
         self.env_steps += counted.steps
-        return float(np.mean(returns))
+        return np.asarray(returns)
 
     def due(self, training_steps: int) -> bool:
         return training_steps >= self.next_check
@@ -75,24 +80,26 @@ class Validation:
         """Validate the network as it is now; keep a copy if it is the best so far."""
         while self.next_check <= training_steps:
             self.next_check += self.every
-        mean = self.returns_of(choose, self.seed)
+        mean = float(self.returns_of(choose, self.seed).mean())
         self.curve.append((training_steps, mean))
         if mean >= self.best_return:
             self.best_return, self.best_state = mean, copy.deepcopy(network.state_dict())
         return mean
 
-    def final_comparison(self, choose, scan: np.ndarray) -> tuple[float, int, float]:
-        """On the second validation episodes: the mean return of `choose` (the kept network),
-        and the best of the scan's top skills with its mean."""
+    def final_comparison(self, choose, scan: np.ndarray) -> tuple[float, float, int, float]:
+        """On the second validation episodes: the mean return of `choose` (the kept network)
+        and the lower end of its one-sided 95% confidence interval, and the best of the
+        scan's top skills with its mean."""
         seed = self.seed + 1
         kept = self.returns_of(choose, seed)
+        spread = kept.std(ddof=1) / np.sqrt(len(kept)) if len(kept) > 1 else 0.0
         candidates = np.argsort(-scan, kind="stable")[:CANDIDATE_SKILLS]
         means = {
-            int(k): self.returns_of(lambda obs, rng, k=k: np.full(len(obs), k), seed)
+            int(k): float(self.returns_of(lambda obs, rng, k=k: np.full(len(obs), k), seed).mean())
             for k in candidates
         }
         best = max(means, key=lambda k: (means[k], -k))
-        return kept, best, means[best]
+        return float(kept.mean()), float(kept.mean() - CONFIDENCE * spread), best, means[best]
 
 
 class _StepCount:
