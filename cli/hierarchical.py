@@ -40,8 +40,9 @@ def hierarchical(
         int,
         typer.Option(
             help="Validation episodes (seeds of their own): the greedy meta-controller is "
-            "checked on them every --validate-every steps, the best network kept, and the "
-            "best single skill deployed instead if it does better; 0: off. Not in --steps."
+            "checked on them every --validate-every steps and the best network kept; it is "
+            "deployed only if surely better than the best single skill on as many other "
+            "episodes, else that skill is; 0: off. Not in --steps."
         ),
     ] = HIERARCHICAL.validation_episodes,
     validate_every: Annotated[

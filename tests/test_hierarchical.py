@@ -268,6 +268,7 @@ def test_refusals(library, store):
         (["--library", "lib", "--baselines", "magic"], "unknown baseline"),
         (["--library", "lib", "--skills-from", "ftp"], "--skills-from"),
         (["--library", "lib", "--envs", "0"], "--envs"),
+        (["--library", "lib", "--validate-every", "0"], "--validate-every"),
     ):
         result = runner.invoke(app, ["hierarchical", *args, "--tracking-uri", store])
         assert result.exit_code != 0

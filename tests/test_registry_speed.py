@@ -1,7 +1,8 @@
-"""What `register_skills` registers (the fast path: one export, one read of the run, one
-registry search per library), checked as a user of the store sees it: every skill is a
-registered model with its tags and description, a version linked to the run and to its
-logged model, and it loads with plain MLflow and gives the PyTorch skill's actions."""
+"""What `register_skills` registers now that it exports a library's skills once and reads
+the run and the registry once per library, checked as a user of the store sees it: every
+skill is a registered model with its tags and description, a version linked to the run and
+to its logged model, loading with plain MLflow and giving the PyTorch skill's actions; a
+registration cut short is completed without registering anything twice."""
 
 import json
 

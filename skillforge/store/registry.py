@@ -4,18 +4,16 @@
 
 from __future__ import annotations
 
-import copy
-import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from skillforge.core.errors import ConfigError, ExportError, LibraryNotFound
+from skillforge.core.errors import ConfigError, LibraryNotFound
 from skillforge.core.names import library_model_name, skill_model_name
 from skillforge.skills.library import library_tags
 from skillforge.skills.onnx_session import onnx_session
+from skillforge.store.pt2_models import Pt2Models
 from skillforge.store.tracking import LibraryInfo, connect
 
 GRAPH_MODEL_CODE = Path(__file__).with_name("graph_model.py")
@@ -42,7 +40,8 @@ def register_skills(
     for version in _search(client.search_model_versions, f"tags.run_id = '{run_id}'"):
         versions.setdefault(version.name, []).append(version)
     names = []
-    with _Pt2Models(client, run_id, example_obs) as pt2:
+    with tempfile.TemporaryDirectory(prefix="skillforge-pt2-") as folder:
+        pt2 = Pt2Models(client, run_id, example_obs, Path(folder))
         for skill in range(library.n_skills):
             name = skill_model_name(library.name, skill)
             tags = {**base_tags, "skill": str(skill)}
@@ -270,149 +269,21 @@ def register_module(module, example_input, name: str, artifact: str, tags: dict[
     from mlflow.tracking import MlflowClient
 
     client, run_id = MlflowClient(), mlflow.active_run().info.run_id
-    with _Pt2Models(client, run_id, example_input) as pt2:
-        model_id = pt2.log(module, artifact)
+    with tempfile.TemporaryDirectory(prefix="skillforge-pt2-") as folder:
+        model_id = Pt2Models(client, run_id, example_input, Path(folder)).log(module, artifact)
     _registered_model(client, name)
     return f"models:/{name}/{_register_version(client, model_id, run_id, name, tags)}"
 
 
 def _register_version(client, model_id: str, run_id: str, name: str, tags) -> str:
-    """Register logged model `model_id` as a new version of the registered model `name`,
-    linked both ways (what `mlflow.register_model` does, without its two lines on stderr
-    per model)."""
+    """Register logged model `model_id` as a new version of `name`, linked both ways (what
+    `mlflow.register_model` does, without its two lines on stderr per model)."""
     import json
 
     from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
     uri = f"models:/{model_id}"
-    version = client.create_model_version(
-        name, uri, run_id=run_id, tags=tags, model_id=model_id
-    ).version
+    version = client.create_model_version(name, uri, run_id, tags=tags, model_id=model_id).version
     link = [{"name": name, "version": str(version)}]
     client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(link)})
     return str(version)
-
-
-class _Pt2Models:
-    """Logs PyTorch modules of one architecture that differ only in their weights (the skills
-    of a library) to run `run_id` as what `mlflow.pytorch.log_model` writes with
-    `serialization_format="pt2"`, a signature, the float32 `example` as input example and
-    pinned requirements, without its cost per model: the first module is traced by
-    torch.export and saved by MLflow; every model is that program and folder with the
-    module's own weights, checked against the module on the example. The run's step-0
-    metrics, which MLflow links to each model, are read once. A context manager (a temp
-    folder)."""
-
-    def __init__(self, client, run_id: str, example) -> None:
-        import numpy as np
-
-        self.client, self.run_id = client, run_id
-        self.example = np.asarray(example, dtype=np.float32)
-        self.folder = Path(tempfile.mkdtemp(prefix="skillforge-pt2-"))
-        self.template = None  # the first module's MLmodel, once saved
-
-    def __enter__(self) -> _Pt2Models:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def log(self, module, artifact: str) -> str:
-        """Log `module` as logged model `artifact` of the run; returns its model id."""
-        import mlflow
-        from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric
-
-        if self.template is None:
-            self._save_template(module)
-        model = mlflow.initialize_logged_model(
-            name=artifact,
-            source_run_id=self.run_id,
-            params=self.params,
-            experiment_id=self.experiment_id,
-        )
-        try:
-            self.client.log_outputs(self.run_id, [LoggedModelOutput(model.model_id, step=0)])
-            if self.step_zero:
-                linked = {"model_id": model.model_id}
-                metrics = [Metric(**{**m.to_dictionary(), **linked}) for m in self.step_zero]
-                self.client.log_batch(self.run_id, metrics=metrics)
-            path = self.folder / model.model_id
-            self._write(module, path, model)
-            self.client.log_model_artifacts(model.model_id, str(path))
-            shutil.rmtree(path)
-        except Exception:
-            self.client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
-            raise
-        self.client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
-        return model.model_id
-
-    def _save_template(self, module) -> None:
-        """Read the run once; export and save `module` with MLflow as every model's template."""
-        import mlflow
-        import numpy as np
-        import torch
-        from mlflow.models import Model, infer_signature
-
-        run = self.client.get_run(self.run_id)
-        self.params, self.experiment_id = dict(run.data.params), run.info.experiment_id
-        self.step_zero = [
-            metric
-            for key in run.data.metrics
-            for metric in self.client.get_metric_history(self.run_id, key)
-            if metric.step == 0 and metric.model_id is None
-        ]
-        with torch.no_grad():
-            output = module(torch.from_numpy(self.example)).numpy()
-        template = Model()
-        mlflow.pytorch.save_model(
-            module,
-            self.folder / "template",
-            mlflow_model=template,
-            serialization_format="pt2",
-            signature=infer_signature(self.example, output),
-            input_example=self.example,
-            pip_requirements=[
-                f"torch=={torch.__version__.split('+')[0]}",
-                f"numpy=={np.__version__}",
-            ],
-        )
-        self.program_file = next((self.folder / "template").rglob("*.pt2"))
-        self.program = torch.export.load(self.program_file)
-        self.template = template
-
-    def _write(self, module, path: Path, model) -> None:
-        """The template folder at `path`: `module`'s program, the MLmodel of logged `model`."""
-        import torch
-        from mlflow.models.model import MLMODEL_FILE_NAME
-
-        shutil.copytree(self.folder / "template", path)
-        program = _with_weights(self.program, module)
-        example = torch.from_numpy(self.example)
-        with torch.no_grad():
-            got, expected = program.module()(example), module(example)
-        if not torch.allclose(got, expected, rtol=0.0, atol=1e-6, equal_nan=True):
-            raise ExportError(f"the exported program of {model.name} does not match its module")
-        torch.export.save(program, path / self.program_file.relative_to(self.folder / "template"))
-        metadata = copy.copy(self.template)
-        metadata.run_id, metadata.artifact_path = self.run_id, model.artifact_location
-        metadata.model_uuid = metadata.model_id = model.model_id
-        metadata.utc_time_created = str(datetime.now(UTC).replace(tzinfo=None))
-        metadata.save(path / MLMODEL_FILE_NAME)
-
-
-def _with_weights(program, module):
-    """The exported `program` of a module of the same architecture, with `module`'s weights."""
-    from torch.export import ExportedProgram
-
-    weights = {**dict(module.named_parameters()), **dict(module.named_buffers())}
-    return ExportedProgram(
-        root=program.graph_module,
-        graph=program.graph,
-        graph_signature=program.graph_signature,
-        state_dict={key: weights[key] for key in program.state_dict},
-        range_constraints=program.range_constraints,
-        module_call_graph=program.module_call_graph,
-        example_inputs=program.example_inputs,
-        constants=program.constants,
-        verifiers=program.verifiers,
-    )
