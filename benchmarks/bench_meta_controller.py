@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import time
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def ensure_library(name: str, store: str) -> None:
     except SkillforgeError:
         from skillforge.app.library_file import import_library
 
-        import_library(SHIPPED / f"{name}.pt", tracking_uri=store)
+        import_library(SHIPPED / f"{name}.pt", name=name, tracking_uri=store)
 
 
 def run_one(job: tuple[str, str, int, int, int]) -> dict:
@@ -83,7 +84,7 @@ def run_one(job: tuple[str, str, int, int, int]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--store", default="runs/meta-controller", help="MLflow store folder")
-    parser.add_argument("--library", default="hopper-default-100k")
+    parser.add_argument("--library", default="hopper-default")
     parser.add_argument("--steps", type=int, default=200_000)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--skill-steps", default="10,50")
@@ -91,6 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(args.store).resolve()
     folder.mkdir(parents=True, exist_ok=True)
+    os.chdir(folder)  # checkpoints and mlruns of the store live next to it
     store = f"sqlite:///{folder / 'mlflow.db'}"
     ensure_library(args.library, store)
     done = json.loads(RESULTS.read_text())["runs"] if RESULTS.is_file() else []

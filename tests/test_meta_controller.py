@@ -131,10 +131,10 @@ def test_validation_keeps_the_best_network_outside_the_budget():
     seed = settings.seed + VALIDATION_SEED_OFFSET
     again = run_skill_policy(checks, lambda obs, rng: meta.choose(obs), seed, episodes=2)
     assert np.mean(again) == meta.validation["best"]
-    again = run_skill_policy(checks, lambda obs, rng: meta.choose(obs), seed + 1, episodes=2)
+    again = run_skill_policy(checks, lambda obs, rng: meta.choose(obs), seed + 1, episodes=6)
     assert np.mean(again) == meta.validation["meta-controller"]  # the deploy decision's
-    # every validation: 2 episodes of 200 steps; then the network and 2 skills on 2 others
-    assert meta.validation_env_steps == (len(curve) + 3) * 2 * 200
+    # every validation: 2 episodes of 200 steps; then the network and 2 skills on 6 others
+    assert meta.validation_env_steps == (len(curve) + 3 * 3) * 2 * 200
     trained = [step for step, metrics in reported if "return" in metrics]
     assert max(trained) <= settings.total_steps
     checked = [
