@@ -50,10 +50,11 @@ def test_double_dqn_target_masks_terminal_decisions():
         terminated=torch.ones(4),
     )
     q = online(obs).gather(1, batch.skill[:, None]).squeeze(1)
-    loss = dqn_loss(online, target, batch, gamma=0.99, reward_scale=0.5)
+    loss, q_chosen, q_target = dqn_loss(online, target, batch, gamma=0.99, reward_scale=0.5)
     assert torch.allclose(loss, F.smooth_l1_loss(q, 0.5 * batch.reward))  # target = r only
+    assert torch.equal(q_chosen, q.detach()) and torch.equal(q_target, 0.5 * batch.reward)
     alive = batch._replace(terminated=torch.zeros(4))
-    assert dqn_loss(online, target, alive, gamma=0.99, reward_scale=0.5) > 100 * loss
+    assert dqn_loss(online, target, alive, gamma=0.99, reward_scale=0.5)[0] > 100 * loss
 
 
 def stored_transitions(config, tmp_path):
