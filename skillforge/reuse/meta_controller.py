@@ -3,11 +3,12 @@
 Off-policy replay makes the most of a few thousand decisions (N skills, K steps each),
 where PPO would need many more, and Q(s, .) over N skills is a single forward pass.
 
-It never deploys a policy worse than its own best skill (`meta_selection`): training starts
-by trying every skill alone for one episode (those decisions go into the replay buffer like
-any other), the greedy policy is validated while it learns and the best network is kept, and
-that network is deployed only if it does at least as well as the best single skills on the
-same validation episodes; otherwise the best skill is."""
+It does not deploy a network that is not surely better than its own best skill
+(`meta_selection`): training starts by trying every skill alone for one episode (those
+decisions go into the replay buffer like any other), the greedy policy is validated while it
+learns and the best network is kept, and that network is deployed only if, on other
+validation episodes, the lower end of its 95% confidence interval beats the best single
+skill's mean by a margin; otherwise the best skill is."""
 
 from __future__ import annotations
 
@@ -222,7 +223,7 @@ def train_meta_controller(
     online.reward_scale = counts["reward_scale"] or 1.0
     online.choices = diagnostics.choices
     online.eval()
-    if validation is not None and scan is not None:
+    if validation is not None:
         _deploy(online, validation, scan, counts["env_steps"], greedy, callbacks)
     callbacks.on_end(online)
     return online
