@@ -14,8 +14,10 @@ at the same env-step budget:
 Every final return is greedy, on the same held-out episodes run to their end. Results go
 to `benchmarks/results/reuse.json` (`{"tasks": [{"task", "library", "env_steps",
 "pretrain_steps", "returns": {method: [one final return per seed]}}]}`) and a plot
-`benchmarks/results/reuse.png`. Every run is an MLflow run of the store, which is also the
-benchmark's record: an interrupted benchmark continues where it stopped.
+`benchmarks/results/reuse.png`. Every run is an MLflow run of the store; the JSON also keeps
+each finished run's record (`"runs"`), so an interrupted benchmark continues where it stopped,
+in the same store or in a new one on another machine (a run in the store supersedes its
+record in the JSON).
 """
 
 from __future__ import annotations
@@ -171,24 +173,40 @@ def recorded_runs(store: str) -> list[dict]:
             if run.info.status != "FINISHED" or not finals or key in seen:
                 continue  # newest first: a rerun supersedes an earlier run
             seen.add(key)
-            records.append(
-                {
-                    "task": params["task"],
-                    "library": params["library"],
-                    "command": command,
-                    "seed": int(params["seed"]),
-                    "env_steps": int(params["total_steps"]),
-                    "returns": finals,
-                }
-            )
+            record = {
+                "task": params["task"],
+                "library": params["library"],
+                "command": command,
+                "seed": int(params["seed"]),
+                "env_steps": int(params["total_steps"]),
+                "returns": finals,
+            }
+            if command == "hierarchical":
+                record["learner"] = LEARNER
+            records.append(record)
     return records
 
 
-def current_runs(store: str) -> list[dict]:
-    """The recorded runs of the benchmark's tasks, with their library and env-step budget."""
+def run_key(record: dict) -> tuple:
+    return (record["task"], record["library"], record["command"], record["seed"])
+
+
+def current_runs(store: str, earlier: list[dict]) -> list[dict]:
+    """The recorded runs of the benchmark's tasks, with their library and env-step budget:
+    those of the store, and those of `earlier` (the JSON's records) the store lacks."""
+    from skillforge.reuse.meta_controller import LEARNER
+
+    records = recorded_runs(store)
+    keys = {run_key(record) + (record["env_steps"],) for record in records}
+    records += [
+        record
+        for record in earlier
+        if run_key(record) + (record["env_steps"],) not in keys
+        and record.get("learner", LEARNER) == LEARNER
+    ]
     return [
         record
-        for record in recorded_runs(store)
+        for record in records
         if record["task"] in TASKS
         and record["library"] == TASKS[record["task"]].library.name
         and record["env_steps"] == TASKS[record["task"]].env_steps
@@ -283,7 +301,9 @@ def main() -> None:
         for library in {TASKS[name].library for name in tasks}:
             ensure_library(library, store)
 
-    finished = {(r["task"], r["command"], r["seed"]) for r in current_runs(store)}
+    out = Path(args.json)
+    earlier = json.loads(out.read_text()).get("runs", []) if out.is_file() else []
+    finished = {(r["task"], r["command"], r["seed"]) for r in current_runs(store, earlier)}
     jobs = [
         (name, command, seed, store)
         for seed in seeds
@@ -298,9 +318,10 @@ def main() -> None:
             for _ in pool.imap_unordered(run_job, jobs):
                 pass  # each run is recorded in the store
 
-    done = current_runs(store)
-    summary = summarise(done, seeds, tasks)
-    out = Path(args.json)
+    done = current_runs(store, earlier)
+    summary = summarise(done, seeds, list(TASKS))  # every task: a partial call loses none
+    kept = {run_key(record) for record in done}
+    summary["runs"] = done + [r for r in earlier if run_key(r) not in kept]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")
     plot(summary, out.with_suffix(".png"))

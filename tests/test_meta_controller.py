@@ -13,8 +13,9 @@ import pytest
 from gymnasium.wrappers import TimeLimit
 
 from skillforge.core.config import HierarchicalConfig
+from skillforge.reuse import baselines
+from skillforge.reuse.baselines import SELECTION_SEED_OFFSET
 from skillforge.reuse.meta_controller import train_meta_controller
-from skillforge.reuse.meta_selection import VALIDATION_SEED_OFFSET
 from skillforge.reuse.skill_actions import SkillActionEnvs, run_skill_policy
 
 
@@ -99,6 +100,11 @@ def test_the_skill_that_never_falls_is_chosen(seed):
     assert greedy_return(lanes, meta) == constant_return(lanes, 0) == 100.0
 
 
+def test_the_best_skill_is_chosen_apart_from_the_test_episodes():
+    lanes = lanes_of(Cliff, n_skills=3, steps=100, k=5)
+    assert baselines.best_skill(lanes, episodes=2, seed=0) == (0, 100.0)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_switching_between_two_skills_beats_either_alone(seed):
     lanes = lanes_of(Shuttle, n_skills=2, steps=200, k=5)
@@ -128,13 +134,14 @@ def test_validation_keeps_the_best_network_outside_the_budget():
     assert meta.validation["best"] == max(value for _, value in curve)
     assert meta.validation["meta-controller"] >= meta.validation["best-skill"] == 1.0
     assert meta.fallback is None
-    seed = settings.seed + VALIDATION_SEED_OFFSET
+    seed = settings.seed + SELECTION_SEED_OFFSET
     again = run_skill_policy(checks, lambda obs, rng: meta.choose(obs), seed, episodes=2)
     assert np.mean(again) == meta.validation["best"]
     again = run_skill_policy(checks, lambda obs, rng: meta.choose(obs), seed + 1, episodes=6)
     assert np.mean(again) == meta.validation["meta-controller"]  # the deploy decision's
-    # every validation: 2 episodes of 200 steps; then the network and 2 skills on 6 others
-    assert meta.validation_env_steps == (len(curve) + 3 * 3) * 2 * 200
+    # every validation: 2 episodes of 200 steps; then the network on 6 others, both skills
+    # on the first 2 and the 2 best (both) on the 6 others
+    assert meta.validation_env_steps == (len(curve) + 3 + 2 + 2 * 3) * 2 * 200
     trained = [step for step, metrics in reported if "return" in metrics]
     assert max(trained) <= settings.total_steps
     checked = [

@@ -78,9 +78,10 @@ def finetune(
         LibrarySkills(run.library),
         SKILL_CHOICE_STEPS,
     )
-    with lanes:
-        best, skill_returns = baselines.best_skill(lanes, config.eval_episodes, eval_seed)
-    skill = best if config.skill == "best" else int(config.skill)
+    with lanes:  # `best`: chosen on selection episodes, like every best-skill baseline's
+        best = baselines.best_skill(lanes, config.eval_episodes, config.seed)[0]
+        skill = best if config.skill == "best" else int(config.skill)
+        skill_returns = baselines.skill_means(lanes, config.eval_episodes, eval_seed, [best, skill])
     settings = TaskSACSettings(
         hidden=run.library.spec.hidden,
         batch_size=config.batch_size,
@@ -91,7 +92,7 @@ def finetune(
     alpha = float(run.client.get_run(run.info.run_id).data.metrics.get("alpha", 0.1))
     env = make_task(run.task)
     agent = skill_agent(env, run.library, skill, settings, alpha)
-    final = {"best-skill": float(skill_returns[best]), "start-skill": float(skill_returns[skill])}
+    final = {"best-skill": float(skill_returns[0]), "start-skill": float(skill_returns[1])}
     steps = config.total_steps
     with mlflow.start_run(run_id=run.run_id):
         run.client.set_tag(run.run_id, "skillforge.skill", str(skill))

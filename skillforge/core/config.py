@@ -317,7 +317,8 @@ class FinetuneConfig:
     task: str = ""
     """Task name or env id; empty uses the library's own env with its real reward."""
     skill: str = "best"
-    """The skill to start from: an index, or best (highest held-out return on the task)."""
+    """The skill to start from: an index, or best (the highest mean return on selection
+    episodes of the task, apart from the test episodes)."""
     total_steps: int = 100_000
     """Environment steps of fine-tuning (and of each baseline)."""
     seed: int = 0

@@ -7,8 +7,9 @@ It does not deploy a network that is not surely better than its own best skill
 (`meta_selection`): training starts by trying every skill alone for one episode (those
 decisions go into the replay buffer like any other), the greedy policy is validated while it
 learns and the best network is kept, and that network is deployed only if, on other
-validation episodes, the lower end of its 95% confidence interval beats the best single
-skill's mean by a margin; otherwise the best skill is."""
+validation episodes, the lower end of its 99% confidence interval beats the best single
+skill's mean by a margin; otherwise the best skill is (the same skill, chosen the same way,
+as the best-skill baseline's)."""
 
 from __future__ import annotations
 
@@ -20,12 +21,7 @@ import torch.nn.functional as F
 
 from skillforge.core.config import HierarchicalConfig
 from skillforge.reuse.meta_diagnostics import MetaDiagnostics
-from skillforge.reuse.meta_selection import (
-    SCAN_SEED_OFFSET,
-    VALIDATION_SEED_OFFSET,
-    Validation,
-    scan_skills,
-)
+from skillforge.reuse.meta_selection import SCAN_SEED_OFFSET, Validation, scan_skills
 from skillforge.reuse.skill_actions import Decisions, SkillActionEnvs, run_skill_policy
 from skillforge.rl.callbacks import CallbackList
 from skillforge.rl.nets import mlp
@@ -55,6 +51,8 @@ class MetaController(torch.nn.Module):
         self.validation: dict[str, float] = {}
         """Mean validation returns (if validated): `best` of the kept network where it was
         chosen; `meta-controller` (it) and `best-skill` on the second validation episodes."""
+        self.best_skill: int | None = None
+        """The best single skill on the validation episodes (if validated)."""
         self.validation_curve: list[tuple[int, float]] = []
         """(training env steps, mean validation return of the greedy policy then)."""
         self.validation_env_steps = 0
@@ -148,7 +146,7 @@ def train_meta_controller(
         Validation(
             validation_envs,
             config.validation_episodes,
-            config.seed + VALIDATION_SEED_OFFSET,
+            config.seed,
             config.validate_every,
         )
         if guard
@@ -208,7 +206,8 @@ def train_meta_controller(
     def scanned(decisions: Decisions) -> None:
         record(decisions, np.zeros(len(decisions.skills), dtype=bool))
 
-    scan = scan_skills(envs, config.seed + SCAN_SEED_OFFSET, scanned, reported) if guard else None
+    if guard:
+        scan_skills(envs, config.seed + SCAN_SEED_OFFSET, scanned, reported)
     budget = config.total_steps - counts["env_steps"]
     if budget > 0:
         reported.on_start({})
@@ -224,27 +223,26 @@ def train_meta_controller(
     online.choices = diagnostics.choices
     online.eval()
     if validation is not None:
-        _deploy(online, validation, scan, counts["env_steps"], greedy, callbacks)
+        _deploy(online, validation, counts["env_steps"], greedy, callbacks)
     callbacks.on_end(online)
     return online
 
 
-def _deploy(
-    meta: MetaController, validation: Validation, scan: np.ndarray, steps: int, greedy, callbacks
-) -> None:
+def _deploy(meta: MetaController, validation: Validation, steps: int, greedy, callbacks) -> None:
     """Keep the best validated network (the last one is validated too), then deploy the best
     skill instead unless the network is surely better on the second validation episodes
     (`meta_selection.CONFIDENCE`)."""
     if not validation.curve or validation.curve[-1][0] != steps:
         callbacks.on_step(steps, {"validation_return": validation.check(meta, greedy, steps)})
     meta.load_state_dict(validation.best_state)
-    kept, lower_bound, skill, skill_return = validation.final_comparison(greedy, scan)
+    kept, lower_bound, skill, skill_return = validation.final_comparison(greedy)
     meta.validation = {
         "best": validation.best_return,
         "meta-controller": kept,
         "meta-controller-lower-bound": lower_bound,
         "best-skill": skill_return,
     }
+    meta.best_skill = skill
     meta.validation_curve = validation.curve
     meta.validation_env_steps = validation.env_steps
     if lower_bound < skill_return:
