@@ -122,11 +122,11 @@ def main() -> None:
             done.append(record)
             RESULTS.parent.mkdir(exist_ok=True)
             RESULTS.write_text(json.dumps({"runs": done}, indent=1) + "\n")
-    print("| K | seed | meta-controller | deployed | best skill | in hindsight |")
-    print("|---|---|---|---|---|---|")
+    print("| library | K | seed | meta-controller | deployed | best skill | in hindsight |")
+    print("|---|---|---|---|---|---|---|")
     for r in sorted(done, key=lambda r: (r["library"], r["skill_steps"], r["seed"])):
         print(
-            f"| {r['skill_steps']} | {r['seed']} | {r['meta-controller']:,.0f} | "
+            f"| {r['library']} | {r['skill_steps']} | {r['seed']} | {r['meta-controller']:,.0f} | "
             f"{r['deployed']} | {r['best-skill']:,.0f} | {r['best-skill-in-hindsight']:,.0f} |"
         )
     print(f"wrote {RESULTS}")
