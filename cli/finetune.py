@@ -39,6 +39,14 @@ def finetune(
     eval_episodes: Annotated[
         int, typer.Option(help="Greedy held-out episodes for every final return.")
     ] = FINETUNE.eval_episodes,
+    validation_episodes: Annotated[
+        int,
+        typer.Option(
+            help="Validation episodes (seeds of their own): the fine-tuned policy is deployed "
+            "only if surely better there than the skill it started from, else that skill "
+            "is; 0: off."
+        ),
+    ] = FINETUNE.validation_episodes,
     tracking_uri: TrackingUri = None,
     threads: Threads = 0,
 ) -> None:
@@ -55,6 +63,7 @@ def finetune(
         learning_starts=learning_starts,
         baselines=parse_baselines(baselines),
         eval_episodes=eval_episodes,
+        validation_episodes=validation_episodes,
     )
     if task:
         task_env_id(task)  # refuse an unknown task before loading torch and mlflow

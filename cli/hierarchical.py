@@ -41,8 +41,8 @@ def hierarchical(
         typer.Option(
             help="Validation episodes (seeds of their own): the greedy meta-controller is "
             "checked on them every --validate-every steps and the best network kept; it is "
-            "deployed only if surely better than the best single skill on as many other "
-            "episodes, else that skill is; 0: off. Not in --steps."
+            "deployed only if surely better than the best single skill on three times as many "
+            "other episodes, else that skill is; 0: off. Not in --steps."
         ),
     ] = HIERARCHICAL.validation_episodes,
     validate_every: Annotated[

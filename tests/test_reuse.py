@@ -153,9 +153,16 @@ def test_finetune_runs_scores_every_method_alike_and_registers_the_policy(pendul
     )
     result = finetune("pend", config, store)
     assert set(result.final_returns) == {"best-skill", "start-skill", "finetune", "sac"}
-    assert result.skill == int(np.argmax(result.skill_returns))
+    assert result.final_returns["start-skill"] == result.skill_returns[result.skill]
     client = MlflowClient(store, registry_uri=store)
     run = client.get_run(result.run_id)
+    # 400 steps, 100 of them before the policy moves: not surely better than its skill
+    assert run.data.tags["skillforge.finetune_fallback"] == "true"
+    assert result.final_returns["finetune"] == pytest.approx(result.final_returns["start-skill"])
+    assert (
+        run.data.metrics["validation_return/start-skill"]
+        > run.data.metrics["validation_lower_bound/finetune"]
+    )
     assert run.data.tags["mlflow.parentRunId"] == pendulum_library.run_id
     assert run.data.metrics["final_return/finetune"] == pytest.approx(
         result.final_returns["finetune"]
@@ -185,6 +192,8 @@ def test_finetune_refusals(pendulum_library, store):
     assert runs() == before  # refusals create no run
     with pytest.raises(ConfigError, match="--skill must be"):
         FinetuneConfig(skill="fast")
+    with pytest.raises(ConfigError, match="--validation-episodes"):
+        FinetuneConfig(validation_episodes=-1)
 
 
 def test_save_then_import_gives_the_same_skills_and_registered_models(

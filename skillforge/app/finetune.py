@@ -5,6 +5,7 @@ registered as `<library>.finetuned-<task>`."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,8 +16,11 @@ from skillforge.core.config import FinetuneConfig
 from skillforge.core.envs import EVAL_SEED_OFFSET
 from skillforge.core.errors import ConfigError
 from skillforge.reuse import baselines
+from skillforge.reuse.baselines import SELECTION_SEED_OFFSET
+from skillforge.reuse.meta_selection import lower_bound
 from skillforge.reuse.skill_actions import SkillActionEnvs
 from skillforge.reuse.task_sac import (
+    TaskAgent,
     TaskSACSettings,
     held_out_returns,
     skill_agent,
@@ -24,7 +28,7 @@ from skillforge.reuse.task_sac import (
 )
 from skillforge.reuse.tasks import make_task
 from skillforge.skills.sources import LibrarySkills
-from skillforge.store import registry
+from skillforge.store import registry, tracking
 
 SKILL_CHOICE_STEPS = 50
 """K while the skills are scored to pick the best one (each runs alone: K only batches)."""
@@ -48,6 +52,42 @@ def example_observations(task: str, rows: int = 4) -> np.ndarray:
     observations = np.stack([env.reset(seed=seed)[0] for seed in range(rows)])
     env.close()
     return observations
+
+
+def _keep_if_surely_better(
+    run: DownstreamRun, agent: TaskAgent, start: dict, config: FinetuneConfig
+) -> None:
+    """Compare the fine-tuned policy with the skill it started from (`start`, its policy
+    weights) on validation episodes; put the skill back unless the fine-tuned policy is
+    surely better (`meta_selection.lower_bound`), as the meta-controller falls back to its
+    best skill. Logged as `validation_return/...`, `validation_lower_bound/finetune` and the
+    tag `skillforge.finetune_fallback`."""
+    tuned = copy.deepcopy(agent.sac.policy.state_dict())
+
+    def validate() -> np.ndarray:
+        returns = held_out_returns(
+            lambda: make_task(run.task),
+            agent.act,
+            config.seed,
+            config.validation_episodes,
+            offset=SELECTION_SEED_OFFSET + 1,
+        )
+        return np.asarray(returns)
+
+    tuned_returns = validate()
+    agent.sac.policy.load_state_dict(start)
+    skill_return = float(validate().mean())
+    bound = lower_bound(tuned_returns, skill_return)
+    fallback = bound < skill_return
+    if not fallback:
+        agent.sac.policy.load_state_dict(tuned)
+    metrics = {
+        "validation_return/finetune": float(tuned_returns.mean()),
+        "validation_lower_bound/finetune": bound,
+        "validation_return/start-skill": skill_return,
+    }
+    tracking.log_metrics(run.client, run.run_id, metrics, config.total_steps)
+    run.client.set_tag(run.run_id, "skillforge.finetune_fallback", str(fallback).lower())
 
 
 def finetune(
@@ -81,7 +121,7 @@ def finetune(
     with lanes:  # `best`: chosen on selection episodes, like every best-skill baseline's
         best = baselines.best_skill(lanes, config.eval_episodes, config.seed)[0]
         skill = best if config.skill == "best" else int(config.skill)
-        skill_returns = baselines.skill_means(lanes, config.eval_episodes, eval_seed, [best, skill])
+        skill_returns = baselines.skill_means(lanes, config.eval_episodes, eval_seed)
     settings = TaskSACSettings(
         hidden=run.library.spec.hidden,
         batch_size=config.batch_size,
@@ -92,7 +132,8 @@ def finetune(
     alpha = float(run.client.get_run(run.info.run_id).data.metrics.get("alpha", 0.1))
     env = make_task(run.task)
     agent = skill_agent(env, run.library, skill, settings, alpha)
-    final = {"best-skill": float(skill_returns[0]), "start-skill": float(skill_returns[1])}
+    start = copy.deepcopy(agent.sac.policy.state_dict())
+    final = {"best-skill": float(skill_returns[best]), "start-skill": float(skill_returns[skill])}
     steps = config.total_steps
     with mlflow.start_run(run_id=run.run_id):
         run.client.set_tag(run.run_id, "skillforge.skill", str(skill))
@@ -105,6 +146,8 @@ def finetune(
             run.phase("", callbacks_for("finetune", steps)),
         )
         env.close()
+        if config.validation_episodes:
+            _keep_if_surely_better(run, agent, start, config)
         returns = held_out_returns(
             lambda: make_task(run.task), agent.act, config.seed, config.eval_episodes
         )

@@ -333,6 +333,10 @@ class FinetuneConfig:
     """sac: SAC from scratch with the same networks and settings, at the same budget."""
     eval_episodes: int = 5
     """Greedy held-out episodes for the final returns (the same for every method)."""
+    validation_episodes: int = 24
+    """Validation episodes (seeds of their own, apart from the test episodes): the fine-tuned
+    policy is deployed only if surely better there than the skill it started from, else that
+    skill is. 0 turns the check off."""
 
     def __post_init__(self) -> None:
         skill = str(self.skill).strip().lower()
@@ -352,6 +356,10 @@ class FinetuneConfig:
             f"unknown baseline {', '.join(unknown)}; choose from {', '.join(FINETUNE_BASELINES)}",
         )
         _require(self.eval_episodes >= 1, f"--eval-episodes must be >= 1, got {self.eval_episodes}")
+        _require(
+            0 <= self.validation_episodes <= 1000,
+            f"--validation-episodes must be in [0, 1000], got {self.validation_episodes}",
+        )
 
     def to_params(self) -> dict[str, str]:
         """Flat string params, as logged to MLflow."""

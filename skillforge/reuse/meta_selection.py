@@ -33,6 +33,14 @@ MARGIN = 0.05
 learned policy risks and a steady skill does not, so it goes to the skill."""
 
 
+def lower_bound(returns: np.ndarray, reference: float) -> float:
+    """The lower end of the one-sided 99% confidence interval (normal) of the mean of
+    `returns`, less `MARGIN` of |reference|: deploy a learned policy instead of `reference`'s
+    (a steady skill's mean return) only if this is at least `reference`."""
+    spread = returns.std(ddof=1) / np.sqrt(len(returns)) if len(returns) > 1 else 0.0
+    return float(returns.mean() - CONFIDENCE * spread - MARGIN * abs(reference))
+
+
 def scan_skills(envs: SkillActionEnvs, seed: int, on_decisions, callbacks) -> None:
     """Every skill alone for one episode from the same start (the decisions go to
     `on_decisions`, where the learner puts them in its replay)."""
@@ -89,7 +97,5 @@ class Validation:
         and the lower end of its one-sided 99% confidence interval less the `MARGIN`, and
         the best single skill with its mean."""
         kept = self.returns_of(choose, round_=1)
-        spread = kept.std(ddof=1) / np.sqrt(len(kept)) if len(kept) > 1 else 0.0
         skill, skill_return = best_skill(self.envs, self.episodes, self.seed, self.count)
-        lower = kept.mean() - CONFIDENCE * spread - MARGIN * abs(skill_return)
-        return float(kept.mean()), float(lower), skill, skill_return
+        return float(kept.mean()), lower_bound(kept, skill_return), skill, skill_return

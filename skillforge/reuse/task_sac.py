@@ -197,14 +197,16 @@ def held_out_returns(
     act: Callable[[np.ndarray], np.ndarray],
     seed: int,
     episodes: int,
+    offset: int = EVAL_SEED_OFFSET,
 ) -> list[float]:
     """Returns of `act` (observation -> action, greedy) on held-out episodes run to their end:
-    episode j starts from `episode_seed(seed + EVAL_SEED_OFFSET, j)`, like every method's."""
+    episode j starts from `episode_seed(seed + offset, j)`, like every method's (by default
+    the test episodes)."""
     env = make_env()
     returns = []
     try:
         for episode in range(episodes):
-            obs, _ = env.reset(seed=episode_seed(seed + EVAL_SEED_OFFSET, episode))
+            obs, _ = env.reset(seed=episode_seed(seed + offset, episode))
             total, done = 0.0, False
             while not done:
                 obs, reward, terminated, truncated, _ = env.step(act(obs))
