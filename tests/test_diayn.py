@@ -69,9 +69,9 @@ def test_sac_target_uses_termination_not_truncation():
     reward = torch.full((16,), 2.0)
     ended = sac.losses(state, action, reward, state, torch.ones(16))
     # terminated: target = r, so each critic's 0.5 * mean((0 - 2)^2) = 2, summed over two
-    assert float(ended.critic) == pytest.approx(4.0)
+    assert float(ended.critic.detach()) == pytest.approx(4.0)
     continuing = sac.losses(state, action, reward, state, torch.zeros(16))
-    assert float(continuing.critic) > 1000  # bootstraps through 0.99 * (100 - alpha log pi)
+    assert float(continuing.critic.detach()) > 1000  # bootstraps through 0.99 * (100 - alpha log pi)
 
 
 def test_actor_loss_gives_no_gradient_to_the_critic():

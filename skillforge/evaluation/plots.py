@@ -225,6 +225,7 @@ def meta_diagnostics(
     axes[3].set_ylabel("share of decisions")
     axes[3].set_xlabel("environment steps")
     for axis in axes[:3]:
-        axis.legend(fontsize=8)
+        if axis.get_legend_handles_labels()[0]:  # a short run may have nothing to report yet
+            axis.legend(fontsize=8)
     axes[0].set_title(title)
     return _save(fig, path)
