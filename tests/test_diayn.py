@@ -71,7 +71,8 @@ def test_sac_target_uses_termination_not_truncation():
     # terminated: target = r, so each critic's 0.5 * mean((0 - 2)^2) = 2, summed over two
     assert float(ended.critic.detach()) == pytest.approx(4.0)
     continuing = sac.losses(state, action, reward, state, torch.zeros(16))
-    assert float(continuing.critic.detach()) > 1000  # bootstraps through 0.99 * (100 - alpha log pi)
+    # bootstraps through 0.99 * (100 - alpha log pi)
+    assert float(continuing.critic.detach()) > 1000
 
 
 def test_actor_loss_gives_no_gradient_to_the_critic():
