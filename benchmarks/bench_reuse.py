@@ -188,7 +188,9 @@ def recorded_runs(store: str) -> list[dict]:
 
 
 def run_key(record: dict) -> tuple:
-    return (record["task"], record["library"], record["command"], record["seed"])
+    """What makes two records the same run (a rerun supersedes the earlier one)."""
+    keys = ("task", "library", "command", "seed", "env_steps")
+    return tuple(record[key] for key in keys)
 
 
 def current_runs(store: str, earlier: list[dict]) -> list[dict]:
@@ -197,12 +199,11 @@ def current_runs(store: str, earlier: list[dict]) -> list[dict]:
     from skillforge.reuse.meta_controller import LEARNER
 
     records = recorded_runs(store)
-    keys = {run_key(record) + (record["env_steps"],) for record in records}
+    keys = {run_key(record) for record in records}
     records += [
         record
         for record in earlier
-        if run_key(record) + (record["env_steps"],) not in keys
-        and record.get("learner", LEARNER) == LEARNER
+        if run_key(record) not in keys and record.get("learner", LEARNER) == LEARNER
     ]
     return [
         record

@@ -317,9 +317,6 @@ def test_meta_controller_falls_back_to_its_best_skill_when_that_does_better():
         assert (meta.choose(obs) == meta.fallback).all()
     else:
         assert meta.fallback is None
-    alone = [
-        np.mean(run_skill_policy(lanes, lambda o, rng, k=k: np.full(len(o), k), 7, 3))
-        for k in range(3)
-    ]
+    alone = [np.mean(run_skill_policy(lanes, baselines.constant(k), 7, 3)) for k in range(3)]
     deployed = np.mean(run_skill_policy(lanes, lambda o, rng: meta.choose(o), 7, 3))
     assert deployed >= min(alone)  # never the worst of its skills here

@@ -83,7 +83,7 @@ def greedy_return(lanes: SkillActionEnvs, meta, seed: int = 123) -> float:
 
 
 def constant_return(lanes: SkillActionEnvs, skill: int) -> float:
-    returns = run_skill_policy(lanes, lambda obs, rng: np.full(len(obs), skill), 123, 4)
+    returns = run_skill_policy(lanes, baselines.constant(skill), 123, 4)
     return float(np.mean(returns))
 
 

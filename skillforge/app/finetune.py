@@ -16,7 +16,6 @@ from skillforge.core.config import FinetuneConfig
 from skillforge.core.envs import EVAL_SEED_OFFSET
 from skillforge.core.errors import ConfigError
 from skillforge.reuse import baselines
-from skillforge.reuse.baselines import SELECTION_SEED_OFFSET
 from skillforge.reuse.meta_selection import lower_bound
 from skillforge.reuse.skill_actions import SkillActionEnvs
 from skillforge.reuse.task_sac import (
@@ -68,9 +67,9 @@ def _keep_if_surely_better(
         returns = held_out_returns(
             lambda: make_task(run.task),
             agent.act,
-            config.seed,
+            baselines.selection_seed(config.seed, 1),
             config.validation_episodes,
-            offset=SELECTION_SEED_OFFSET + 1,
+            offset=0,
         )
         return np.asarray(returns)
 

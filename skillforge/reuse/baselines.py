@@ -26,6 +26,12 @@ SECOND_ROUND = 3
 that 8 episodes can miss them (measured: 1,125 on 8 episodes, 980 on 16)."""
 
 
+def selection_seed(seed: int, round_: int) -> int:
+    """The seed of the selection episodes of round `round_` (0, or 1 for the second) of a run
+    seeded `seed`."""
+    return seed + SELECTION_SEED_OFFSET + round_
+
+
 def constant(skill: int):
     """A skill policy that always picks `skill`."""
     return lambda obs, rng: np.full(len(obs), skill)
@@ -51,10 +57,10 @@ def best_skill(
     """The best single skill on selection episodes: every skill on `episodes` episodes, the
     `CANDIDATE_SKILLS` best of them on `SECOND_ROUND` times as many other episodes. Returns
     the skill and its mean return in the second round. `seed` is the run's seed."""
-    first = skill_means(envs, episodes, seed + SELECTION_SEED_OFFSET, None, on_decisions)
+    first = skill_means(envs, episodes, selection_seed(seed, 0), None, on_decisions)
     candidates = np.argsort(-first, kind="stable")[:CANDIDATE_SKILLS]
     second = skill_means(
-        envs, SECOND_ROUND * episodes, seed + SELECTION_SEED_OFFSET + 1, candidates, on_decisions
+        envs, SECOND_ROUND * episodes, selection_seed(seed, 1), candidates, on_decisions
     )
     best = max(range(len(candidates)), key=lambda i: (second[i], -candidates[i]))
     return int(candidates[best]), float(second[best])

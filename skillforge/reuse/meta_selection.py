@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from skillforge.reuse.baselines import SECOND_ROUND, SELECTION_SEED_OFFSET, best_skill, constant
+from skillforge.reuse.baselines import SECOND_ROUND, best_skill, constant, selection_seed
 from skillforge.reuse.skill_actions import SkillActionEnvs, run_skill_policy
 
 SCAN_SEED_OFFSET = 2_000_003
@@ -71,8 +71,8 @@ class Validation:
     def returns_of(self, choose, round_: int = 0) -> np.ndarray:
         """Returns of `choose(obs, rng)` on the validation episodes of the first round (0) or
         the second (1, `SECOND_ROUND` times as many)."""
-        seed = self.seed + SELECTION_SEED_OFFSET + round_
         episodes = self.episodes * (SECOND_ROUND if round_ else 1)
+        seed = selection_seed(self.seed, round_)
         returns = run_skill_policy(self.envs, choose, seed, episodes, on_decisions=self.count)
         return np.asarray(returns)
 
