@@ -41,6 +41,14 @@ def pretrain(
             show_default=False,
         ),
     ] = None,
+    episodes: Annotated[
+        int | None,
+        typer.Option(
+            help="Total episodes instead (the budget DIAYN-PyTorch counts); the run ends at "
+            "whichever of --steps and --episodes comes first. Without --steps: episodes alone.",
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[
         int, typer.Option(help="Random seed (same seed and device: same result).")
     ] = PRETRAIN.seed,
@@ -120,7 +128,7 @@ def pretrain(
 ) -> None:
     """Pretrain a library of N skills with DIAYN; every skill is registered in MLflow."""
     from skillforge.core.config import parse_alpha
-    from skillforge.core.envs import make_env, resolve_env_id
+    from skillforge.core.envs import make_env, resolve_env_id, steps_for_episodes
 
     if resume is not None and not resume.strip():
         raise typer.BadParameter("--resume needs a library name, a run id or 'latest'")
@@ -128,12 +136,19 @@ def pretrain(
         raise typer.BadParameter(
             "missing ENV (e.g. `skillforge pretrain hopper`), or pass --resume"
         )
+    if episodes is not None and episodes < 1:
+        raise typer.BadParameter(f"--episodes must be positive, got {episodes}")
     if resume is None:
         env_id = resolve_env_id(env)
+        if steps is None:
+            steps = (
+                PRETRAIN.total_steps if episodes is None else steps_for_episodes(env_id, episodes)
+            )
         config = PretrainConfig(
             env_id=env_id,
             n_skills=skills,
-            total_steps=PRETRAIN.total_steps if steps is None else steps,
+            total_steps=steps,
+            total_episodes=episodes or 0,
             seed=seed,
             hidden=hidden,
             batch_size=batch_size,
@@ -183,6 +198,7 @@ def pretrain(
                     expected_env=env,
                     evaluation=evaluation,
                     store_timeout=store_timeout,
+                    total_episodes=episodes,
                 )
     except TrainingInterrupted as stop:
         typer.echo(

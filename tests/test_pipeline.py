@@ -189,3 +189,25 @@ def test_commands_open_the_store_once(finished, store, monkeypatch):
     assert len(opened) == 2
     export_saved_library("pend-a", tracking_uri=store)
     assert len(opened) == 3
+
+
+def test_an_episode_budget_ends_the_run_after_that_many_episodes(store):
+    """`--episodes 3` on Pendulum (200-step episodes): the run ends after exactly 3 episodes,
+    600 steps, records them as its total, reports the episode count, and `--resume
+    --episodes 4` continues it by one more episode."""
+    runner = CliRunner()
+    args = ["pretrain", "pendulum", "--skills", "3", "--episodes", "3", "--hidden", "16"]
+    args += ["--batch-size", "16", "--learning-starts", "0", "--eval-episodes", "1"]
+    result = runner.invoke(app, [*args, "--no-video", "--name", "ep", "--tracking-uri", store])
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(store)
+    run = client.get_run(tracking.find_library("ep", store).run_id)
+    assert run.data.tags[tracking.TAG_TOTAL_STEPS] == "600"
+    assert run.data.params["total_episodes"] == "3"
+    episodes = client.get_metric_history(run.info.run_id, "episodes")
+    assert max((m.step, m.value) for m in episodes) == (600, 3.0)
+    extended = pipeline.resume("ep", store, total_episodes=4)
+    assert extended.run_id == run.info.run_id
+    assert client.get_run(run.info.run_id).data.tags[tracking.TAG_TOTAL_STEPS] == "800"
+    refused = runner.invoke(app, ["pretrain", "pendulum", "--episodes", "0"])
+    assert_one_line_error(refused, "--episodes must be positive")

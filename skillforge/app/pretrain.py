@@ -15,6 +15,7 @@ What survives what:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -42,7 +43,7 @@ from skillforge.core.config import (
     EvaluationOverrides,
     PretrainConfig,
 )
-from skillforge.core.envs import resolve_env_id
+from skillforge.core.envs import resolve_env_id, steps_for_episodes
 from skillforge.core.errors import (
     CheckpointError,
     ConfigError,
@@ -136,6 +137,7 @@ def resume(
     total_steps: int | None = None,
     callbacks=(),
     evaluation: EvaluationOptions | EvaluationOverrides = RECORDED_EVALUATION,
+    total_episodes: int | None = None,
     expected_env: str | None = None,
     store_timeout: float = DEFAULT_STORE_TIMEOUT,
 ) -> PretrainResult:
@@ -144,7 +146,8 @@ def resume(
     A run killed before its first checkpoint starts again from step 0 (same config, same
     seed: the same result). A run whose training finished but whose evaluation or
     registration did not (a kill, an unreachable store) is completed. `total_steps` larger
-    than the steps done extends a library. It is evaluated as its run recorded, with the
+    than the steps done extends a library (and lifts its episode budget); `total_episodes`
+    sets a new episode budget. It is evaluated as its run recorded, with the
     `evaluation` overrides given (complete options replace them). `expected_env`, when
     given, must name the library's environment (a guard for the CLI).
     """
@@ -168,7 +171,10 @@ def resume(
     elif config is None:
         raise CheckpointError(f"library {name} has no checkpoint at {checkpoint_path}")
     if total_steps is not None:
-        config = config.replace(total_steps=total_steps)
+        config = config.replace(total_steps=total_steps, total_episodes=0)
+    if total_episodes is not None:
+        steps = total_steps or steps_for_episodes(config.env_id, total_episodes)
+        config = config.replace(total_steps=steps, total_episodes=total_episodes)
     step = int(state["step"]) if state is not None else 0
     if state is not None and state.get("kind") == LIBRARY_FILE and step < config.total_steps:
         raise ConfigError(
@@ -272,6 +278,9 @@ def _run(job: LibraryRun, callbacks, state: dict | None, sent_step: int) -> Pret
     except BaseException:
         tracker.close(timeout=5.0)
         raise
+    if result.config.total_steps != config.total_steps:  # the episode budget ended it
+        client.set_tag(run_id, tracking.TAG_TOTAL_STEPS, str(result.config.total_steps))
+        job = dataclasses.replace(job, config=result.config)
     library = SkillLibrary(
         result.spec, result.agent.sac.policy, result.agent.discriminator, config.name, run_id
     )

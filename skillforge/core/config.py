@@ -33,6 +33,10 @@ class PretrainConfig:
     """Number of skills N; p(z) is uniform over them."""
     total_steps: int = 1_000_000
     """Environment steps in total, including the random warm-up."""
+    total_episodes: int = 0
+    """Episodes in total (a budget counted as DIAYN-PyTorch counts it); 0: none. The run ends
+    at whichever budget it meets first; when the episodes end it, the steps they took become
+    its `total_steps`."""
     seed: int = 0
     """Seeds torch, the replay sampler and every episode reset."""
     hidden: int = 300
@@ -74,6 +78,9 @@ class PretrainConfig:
             f"--skills must be from 2 to {MAX_SKILLS}, got {self.n_skills}",
         )
         _require(self.total_steps >= 1, f"--steps must be positive, got {self.total_steps}")
+        _require(
+            self.total_episodes >= 0, f"--episodes must be positive, got {self.total_episodes}"
+        )
         _require(0 <= self.seed < 2**63, f"--seed must be in [0, 2^63), got {self.seed}")
         _require(1 <= self.hidden <= 8192, f"--hidden must be in [1, 8192], got {self.hidden}")
         _require(self.batch_size >= 1, f"--batch-size must be positive, got {self.batch_size}")
@@ -112,6 +119,10 @@ class PretrainConfig:
             f"--name {self.name!r} is reserved (`--resume latest` means the most recent "
             "library); pick another name",
         )
+
+    def budget_reached(self, step: int, episodes: int) -> bool:
+        """True once `step` env steps or `episodes` finished episodes meet the budget."""
+        return step >= self.total_steps or 0 < self.total_episodes <= episodes
 
     def to_params(self) -> dict[str, str]:
         """Flat string params, as logged to MLflow."""

@@ -49,6 +49,13 @@ def make_env(env_id: str, render_mode: str | None = None, **kwargs) -> gym.Env:
     return env
 
 
+def steps_for_episodes(env_id: str, episodes: int) -> int:
+    """The most env steps `episodes` episodes can take (each ends by its time limit): the step
+    cap of an episode budget. Envs without a time limit count 1,000 steps an episode."""
+    limit = gym.spec(resolve_env_id(env_id)).max_episode_steps or 1000
+    return max(1, episodes * limit)
+
+
 def check_spaces(env_id: str, env: gym.Env) -> None:
     """Refuse discrete actions, unbounded actions and non-vector observations."""
     action_space, observation_space = env.action_space, env.observation_space

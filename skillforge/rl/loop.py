@@ -31,6 +31,8 @@ class TrainResult:
     spec: LibrarySpec
     step: int
     checkpoint_path: str
+    config: PretrainConfig
+    """The run's config as it ended (an episode budget fixes `total_steps`)."""
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -102,7 +104,7 @@ def train(
 
     last_checkpoint_step = run.step
     with StopRequest() as stop:
-        while run.step < config.total_steps:
+        while not config.budget_reached(run.step, episode.index):
             if run.step < config.learning_starts:
                 low, high = spec.action_low_array, spec.action_high_array
                 uniform = torch.rand(spec.action_dim, generator=run.sampler).numpy()
@@ -134,8 +136,11 @@ def train(
                 episode.next(run.sampler, config.n_skills)
                 obs = _reset_env(env, config.seed, episode)
 
-            if step % config.log_every == 0 or step == config.total_steps:
-                callbacks.on_step(step, run.window.report(step))
+            done = config.budget_reached(step, episode.index)
+            if done and step < config.total_steps:  # the episode budget ended it
+                config = run.config = config.replace(total_steps=step)
+            if step % config.log_every == 0 or done:
+                callbacks.on_step(step, {**run.window.report(step), "episodes": episode.index})
             if step % config.checkpoint_every == 0:
                 checkpoint()
                 last_checkpoint_step = step
@@ -146,7 +151,7 @@ def train(
 
     path = checkpoint() if last_checkpoint_step != run.step else checkpoint_path
     env.close()
-    result = TrainResult(agent, spec, run.step, path, run.window.last_report)
+    result = TrainResult(agent, spec, run.step, path, config, run.window.last_report)
     callbacks.on_end(result)
     return result
 
