@@ -7,6 +7,7 @@ import difflib
 import gymnasium as gym
 import numpy as np
 
+from skillforge.core import position_envs  # noqa: F401  (registers <Name>WithPosition-v5)
 from skillforge.core.errors import EnvError
 
 ALIASES: dict[str, str] = {

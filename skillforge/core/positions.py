@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from skillforge.core.position_envs import family_of
+
 
 @dataclass(frozen=True)
 class PositionProbe:
@@ -69,5 +71,4 @@ POSITIONS: dict[str, PositionProbe] = {
 
 def position_probe(env_id: str) -> PositionProbe | None:
     """The coverage probe of an env id (`Hopper-v5` -> the `Hopper` row), None if unknown."""
-    family = env_id.split(":")[-1].rsplit("-v", 1)[0]
-    return POSITIONS.get(family)
+    return POSITIONS.get(family_of(env_id))
