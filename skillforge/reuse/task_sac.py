@@ -144,7 +144,8 @@ def train_task_sac(
     callbacks=(),
 ) -> list[float]:
     """Train `agent` on `env` for `env_steps` env steps; returns the training episodes'
-    returns (each also reported as `on_step(step, {"return", "episode_length"})`)."""
+    returns (each also reported as `on_step(step, {"return", "episode_length"})`; every step
+    as `on_progress(step)`)."""
     callbacks = CallbackList(callbacks)
     torch.manual_seed(seed)
     sampler = torch.Generator().manual_seed(seed)
@@ -188,6 +189,7 @@ def train_task_sac(
             callbacks.on_step(step, {"return": episode_return, "episode_length": episode_length})
             obs, _ = env.reset(seed=episode_seed(seed, len(returns)))
             episode_return, episode_length = 0.0, 0
+        callbacks.on_progress(step)
     callbacks.on_end(returns)
     return returns
 
@@ -198,10 +200,12 @@ def held_out_returns(
     seed: int,
     episodes: int,
     offset: int = EVAL_SEED_OFFSET,
+    callbacks=(),
 ) -> list[float]:
     """Returns of `act` (observation -> action, greedy) on held-out episodes run to their end:
     episode j starts from `episode_seed(seed + offset, j)`, like every method's (by default
-    the test episodes)."""
+    the test episodes). Each episode done is reported as `on_progress(episodes so far)`."""
+    callbacks = CallbackList(callbacks)
     env = make_env()
     returns = []
     try:
@@ -213,6 +217,7 @@ def held_out_returns(
                 total += float(reward)
                 done = terminated or truncated
             returns.append(total)
+            callbacks.on_progress(len(returns))
     finally:
         env.close()
     return returns
