@@ -106,27 +106,35 @@ def test_same_seed_same_weights(tmp_path):
 
 
 class InterruptAt:
-    """Sends this process SIGINT at a given step, as Ctrl-C would."""
+    """Sends this process SIGINT at the first report at or after a step, as Ctrl-C would."""
 
     def __init__(self, step: int) -> None:
         self.step = step
 
     def on_step(self, step: int, metrics: dict) -> None:
-        if step == self.step:
+        if step >= self.step:
+            self.step = float("inf")
             os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
-    config = tiny_config(total_steps=400, checkpoint_every=1000)  # only the interrupt writes
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"objective": "metra", "envs": 4, "updates_per_step": 0.25}],
+    ids=["diayn", "metra-4-envs-quarter-updates"],
+)
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, changes):
+    config = tiny_config(total_steps=400, checkpoint_every=1000, **changes)  # only the interrupt
     uninterrupted = weights(loop.train(config, str(tmp_path / "full.pt")))
 
     path = str(tmp_path / "resumed.pt")
     # Pendulum episodes last 200 steps: step 250 is mid-episode, so resume must replay it
     with pytest.raises(TrainingInterrupted) as stop:
         loop.train(config, path, [InterruptAt(250)])
-    assert stop.value.step == 250 and stop.value.checkpoint_path == path
+    step = 250 if config.envs == 1 else 252  # 4 envs step 4 at a time: the report after 250
+    assert stop.value.step == step and stop.value.checkpoint_path == path
     state = load_checkpoint(path)
-    assert state["step"] == 250 and len(state["episode"]["actions"]) == 50
+    assert state["step"] == step and len(state["episodes"]) == config.envs
+    assert all(len(e["actions"]) == (step // config.envs) % 200 for e in state["episodes"])
     resumed = loop.train(config, path, resume_state=state)
     assert resumed.step == 400
     assert_same_weights(uninterrupted, weights(resumed))

@@ -241,7 +241,7 @@ def register(
 
 def _run(job: LibraryRun, callbacks, state: dict | None, sent_step: int) -> PretrainResult:
     """Train (from `state` if given), then complete the library."""
-    from skillforge.evaluation.report import PeriodicEvaluation
+    from skillforge.evaluation.report import PeriodicEvaluation, frozen_library
     from skillforge.rl import loop
 
     client, run_id, config = job.client, job.run_id, job.config
@@ -281,11 +281,8 @@ def _run(job: LibraryRun, callbacks, state: dict | None, sent_step: int) -> Pret
     if result.config.total_steps != config.total_steps:  # the episode budget ended it
         client.set_tag(run_id, tracking.TAG_TOTAL_STEPS, str(result.config.total_steps))
         job = dataclasses.replace(job, config=result.config)
-    library = SkillLibrary(
-        result.spec, result.agent.sac.policy, result.agent.discriminator, config.name, run_id
-    )
-    library.policy.cpu()
-    library.discriminator.cpu()
+    library = frozen_library(result.agent, result.spec, config.name)
+    library.run_id = run_id
     return complete_library(job, tracker, library, result.step)
 
 

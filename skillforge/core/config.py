@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from skillforge.core.errors import ConfigError
 from skillforge.core.names import RESERVED_NAMES, is_valid_name
+from skillforge.core.position_envs import observed_env_id
 
 MAX_SKILLS = 256
 """The most skills a library may have. Every skill is a registered model, a held-out
@@ -68,10 +69,51 @@ class PretrainConfig:
     discriminator_features: str = "all"
     """What q(z|s) sees: all (the observation), x, xy (the agent's position: DIAYN+prior),
     or comma-separated observation indices."""
+    objective: str = "diayn"
+    """diayn (skills that can be told apart) or metra (skills that travel far)."""
+    envs: int = 1
+    """Copies of the env stepped in lockstep, one batched policy call for all."""
+    updates_per_step: float = 1.0
+    """Gradient steps per env step (fractions too: 0.03125 is one per 32 steps)."""
+    max_episode_steps: int = 0
+    """Episode length in training (0: the env's own time limit)."""
+
+    @classmethod
+    def for_objective(cls, env_id: str, objective: str, **changes) -> PretrainConfig:
+        """A config with `objective`'s own defaults (`OBJECTIVE_DEFAULTS`), then `changes`,
+        on the env that observes the agent's position where the objective or the
+        discriminator's prior needs it (`core.position_envs.observed_env_id`)."""
+        if objective not in OBJECTIVE_DEFAULTS:
+            raise ConfigError(
+                f"--objective must be one of {', '.join(OBJECTIVE_DEFAULTS)}, got {objective!r}"
+            )
+        features = check_feature_syntax(changes.get("discriminator_features", "all"))
+        return cls(
+            env_id=observed_env_id(env_id, objective, features),
+            objective=objective,
+            **{**OBJECTIVE_DEFAULTS[objective], **changes},
+        )
 
     def __post_init__(self) -> None:
         object.__setattr__(
             self, "discriminator_features", check_feature_syntax(self.discriminator_features)
+        )
+        _require(
+            self.objective in OBJECTIVE_DEFAULTS,
+            f"--objective must be one of {', '.join(OBJECTIVE_DEFAULTS)}, got {self.objective!r}",
+        )
+        _require(
+            self.objective == "diayn" or self.discriminator_features == "all",
+            "--discriminator-features is DIAYN's prior; METRA has no discriminator",
+        )
+        _require(1 <= self.envs <= 64, f"--envs must be in [1, 64], got {self.envs}")
+        _require(
+            math.isfinite(self.updates_per_step) and 0 < self.updates_per_step <= 64,
+            f"--updates-per-step must be in (0, 64], got {self.updates_per_step}",
+        )
+        _require(
+            self.max_episode_steps >= 0,
+            f"--max-episode-steps must be >= 0, got {self.max_episode_steps}",
         )
         _require(
             2 <= self.n_skills <= MAX_SKILLS,
@@ -143,6 +185,22 @@ class PretrainConfig:
     def replace(self, **changes) -> PretrainConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+OBJECTIVE_DEFAULTS: dict[str, dict] = {
+    "diayn": {},
+    "metra": {
+        "alpha": 0.01,
+        "lr": 1e-4,
+        "hidden": 1024,
+        "envs": 8,
+        "updates_per_step": 1 / 32,
+        "max_episode_steps": 200,
+    },
+}
+"""Each objective's own defaults over PretrainConfig's (DIAYN's paper settings). METRA's
+follow its authors' runs: SAC alpha 0.01, lr 1e-4, 2 x 1024 units, 8 trajectories of 200
+steps then 50 updates of batch 256 (one update per 32 env steps)."""
 
 
 @dataclass(frozen=True)
@@ -242,7 +300,8 @@ class HierarchicalConfig:
     skill_steps: int = 10
     """K: env steps a chosen skill runs before the next choice (DIAYN's cheetah task: 10)."""
     total_steps: int = 100_000
-    """Environment steps (not decisions) in total, for the meta-controller and each baseline."""
+    """Task env steps (not decisions) each method may take on the task's reward, everything
+    included: skill selection, validation, training (pretraining is not counted)."""
     seed: int = 0
     """Seeds the network, exploration and every episode reset."""
     hidden: int = 256
@@ -252,7 +311,8 @@ class HierarchicalConfig:
     lr: float = 3e-4
     """Adam learning rate."""
     gamma: float = 0.99
-    """Discount per decision."""
+    """Discount per env step: a decision whose skill ran tau steps is discounted by
+    gamma^tau (semi-Markov), its rewards by gamma^i inside the window."""
     tau: float = 0.005
     """Polyak rate of the target Q-network."""
     buffer_size: int = 100_000
@@ -262,22 +322,25 @@ class HierarchicalConfig:
     epsilon_end: float = 0.05
     """Final exploration rate (linear decay from 1.0)."""
     exploration_fraction: float = 0.3
-    """Fraction of the env steps over which epsilon decays."""
+    """Fraction of the training steps (what the selection and the end's validation leave)
+    over which epsilon decays, from the first training decision."""
     skills_from: str = "registry"
     """Where the frozen skills come from: registry, onnx or checkpoint."""
     baselines: tuple[str, ...] = ()
-    """Any of best-skill, random-skills, sac, run at the same env-step budget."""
+    """Any of best-skill, random-skills, sac, each with the same task env-step budget."""
     eval_episodes: int = 5
     """Greedy episodes to measure the final meta-controller (and each skill for best-skill)."""
     envs: int = 8
     """Copies of the task stepped in lockstep: one batched skill call per env step for all."""
     validation_episodes: int = 8
-    """Validation episodes (seeds of their own) on which the greedy meta-controller is
-    checked every `validate_every` steps, the best network kept, and compared at the end
-    with the best single skills (each skill is tried once first); the better is deployed.
-    0 turns validation off. The validation steps are counted apart from `total_steps`."""
+    """Validation episodes (seeds of their own): the best single skill is chosen first (every
+    skill on this many, the two best on three times as many others), the greedy
+    meta-controller (and SAC from scratch) is checked on them every `validate_every` steps,
+    the best network kept, and deployed only if surely better than that skill on the
+    others, else the skill is. 0 turns validation off. Every validation and selection step
+    is paid from `total_steps`: the network trains on what they leave."""
     validate_every: int = 20_000
-    """Training env steps between validations of the greedy meta-controller (and at the end)."""
+    """Task env steps between validations of the greedy policy (and one at the end)."""
 
     def __post_init__(self) -> None:
         _require(self.skill_steps >= 1, f"--skill-steps must be >= 1, got {self.skill_steps}")
@@ -331,7 +394,8 @@ class FinetuneConfig:
     """The skill to start from: an index, or best (the highest mean return on selection
     episodes of the task, apart from the test episodes)."""
     total_steps: int = 100_000
-    """Environment steps of fine-tuning (and of each baseline)."""
+    """Task env steps each method may take on the task's reward, everything included: the
+    skill's selection, validation, fine-tuning (pretraining is not counted)."""
     seed: int = 0
     """Seeds the networks, exploration and every episode reset."""
     batch_size: int = 256
@@ -344,10 +408,15 @@ class FinetuneConfig:
     """sac: SAC from scratch with the same networks and settings, at the same budget."""
     eval_episodes: int = 5
     """Greedy held-out episodes for the final returns (the same for every method)."""
-    validation_episodes: int = 24
-    """Validation episodes (seeds of their own, apart from the test episodes): the fine-tuned
-    policy is deployed only if surely better there than the skill it started from, else that
-    skill is. 0 turns the check off."""
+    validation_episodes: int = 8
+    """Validation episodes (seeds of their own, apart from the test episodes), as in
+    `hierarchical`: `best` is chosen on them (every skill on this many, the two best on three
+    times as many others), the greedy policy (and SAC from scratch) is checked on them every
+    `validate_every` steps and the best kept, and the fine-tuned policy is deployed only if
+    surely better than the skill it started from on the others, else that skill is. 0 turns
+    validation off. Every step of it is paid from `total_steps`."""
+    validate_every: int = 20_000
+    """Task env steps between validations of the greedy policy (and one at the end)."""
 
     def __post_init__(self) -> None:
         skill = str(self.skill).strip().lower()
@@ -368,8 +437,21 @@ class FinetuneConfig:
         )
         _require(self.eval_episodes >= 1, f"--eval-episodes must be >= 1, got {self.eval_episodes}")
         _require(
-            0 <= self.validation_episodes <= 1000,
-            f"--validation-episodes must be in [0, 1000], got {self.validation_episodes}",
+            0 <= self.validation_episodes <= 100,
+            f"--validation-episodes must be in [0, 100], got {self.validation_episodes}",
+        )
+        _require(
+            self.validate_every >= 1, f"--validate-every must be >= 1, got {self.validate_every}"
+        )
+        # fine-tuning updates after a warm-up of min(learning_starts, steps / 10) steps and
+        # holds the policy still for learning_starts critic-only updates
+        moves_at = min(self.learning_starts, self.total_steps // 10) + self.learning_starts + 1
+        _require(
+            self.total_steps >= moves_at,
+            f"--steps {self.total_steps:,} ends before the fine-tuned policy first moves (step "
+            f"{moves_at:,}: its critics learn alone for --learning-starts "
+            f"{self.learning_starts:,} updates first), so the skill would come back unchanged; "
+            f"pass e.g. --learning-starts {max(1, self.total_steps // 4):,}, or more --steps",
         )
 
     def to_params(self) -> dict[str, str]:

@@ -7,7 +7,7 @@ import difflib
 import gymnasium as gym
 import numpy as np
 
-from skillforge.core import position_envs  # noqa: F401  (registers <Name>WithPosition-v5)
+from skillforge.core import position_envs
 from skillforge.core.errors import EnvError
 
 ALIASES: dict[str, str] = {
@@ -21,6 +21,7 @@ ALIASES: dict[str, str] = {
     "pendulum": "Pendulum-v1",
     "lunarlander": "LunarLanderContinuous-v3",
 }
+position_envs.register()
 
 
 def resolve_env_id(name: str) -> str:

@@ -5,13 +5,12 @@ nothing that sees only the observation can tell where the agent is. Skills that 
 it: METRA's phi must measure displacement, and a DIAYN prior on x or x-y rewards a position
 the policy and critic should see too. `<Name>WithPosition-v5` is gymnasium's `<Name>-v5` with
 `exclude_current_positions_from_observation=False` (x, or x-y, first in the observation);
-Ant's also leaves out the 78 contact forces, as METRA's Ant does (29 numbers: qpos, qvel). Being an env id of its own, a library made on it records the option, and evaluation, the
+Ant's also leaves out the 78 contact forces, as METRA's Ant does (29 numbers: qpos, qvel).
+Being an env id of its own, a library made on it records the option, and evaluation, the
 downstream tasks and the registered models all build the same env.
 """
 
 from __future__ import annotations
-
-import gymnasium as gym
 
 SUFFIX = "WithPosition"
 FAMILIES = ("Hopper", "HalfCheetah", "Walker2d", "Ant", "Humanoid", "Swimmer")
@@ -20,7 +19,10 @@ FAMILY_OPTIONS = {"Ant": {"include_cfrc_ext_in_observation": False}}
 VERSION = "v5"
 
 
-def _register() -> None:
+def register() -> None:
+    """Register every `<Name>WithPosition-v5` id with gymnasium (once; `core.envs` does)."""
+    import gymnasium as gym
+
     for family in FAMILIES:
         env_id = f"{family}{SUFFIX}-{VERSION}"
         if env_id not in gym.registry:
@@ -46,4 +48,9 @@ def family_of(env_id: str) -> str:
     return env_id.split(":")[-1].rsplit("-v", 1)[0].removesuffix(SUFFIX)
 
 
-_register()
+def observed_env_id(env_id: str, objective: str, discriminator_features: str) -> str:
+    """The env a library trains on: with its position observed where the objective rewards
+    moving (METRA) or the discriminator sees a position (DIAYN's x / xy prior)."""
+    if objective == "metra" or discriminator_features in ("x", "xy"):
+        return with_position(env_id)
+    return env_id

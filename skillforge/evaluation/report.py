@@ -150,10 +150,13 @@ def _torch_threads(threads: int):
 
 
 def frozen_library(agent, spec, name: str = "") -> SkillLibrary:
-    """A CPU copy of a training agent's policy and discriminator as a library (the agent's
-    own networks keep training, untouched: no requires_grad or device change)."""
+    """A CPU copy of a training agent's policy and discriminator (DIAYN's; METRA has none) as
+    a library (the agent's own networks keep training, untouched: no requires_grad or device
+    change)."""
     policy = copy.deepcopy(agent.sac.policy).cpu()
-    discriminator = copy.deepcopy(agent.discriminator).cpu()
+    discriminator = getattr(agent, "discriminator", None)
+    if discriminator is not None:
+        discriminator = copy.deepcopy(discriminator).cpu()
     return SkillLibrary(spec, policy, discriminator, name=name)
 
 

@@ -84,13 +84,3 @@ class DIAYN(nn.Module):
             ]
         )
         return total, metrics.detach()
-
-
-def update(agent: DIAYN, optimizer: torch.optim.Optimizer, batch: Batch) -> torch.Tensor:
-    """One gradient step on every network, then the soft target update. Returns metrics."""
-    loss, metrics = agent.losses(batch)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    agent.sac.soft_update()
-    return metrics

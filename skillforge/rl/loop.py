@@ -1,21 +1,24 @@
-"""The pretraining loop: collect experience with the skill-conditioned policy, update DIAYN
-(`skillforge.rl.diayn`) once per environment step, report and checkpoint through callbacks."""
+"""The pretraining loop: collect experience with the skill-conditioned policy in one or more
+env copies, update the objective (`skillforge.rl.objectives`: DIAYN or METRA) at its rate,
+report and checkpoint through callbacks."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import gymnasium as gym
 import numpy as np
 import torch
+from torch import nn
 
 from skillforge.core.config import PretrainConfig
 from skillforge.core.envs import episode_seed, make_env
 from skillforge.core.errors import ConfigError, TrainingInterrupted
 from skillforge.rl.callbacks import CallbackList
 from skillforge.rl.checkpoint import save_checkpoint
-from skillforge.rl.diayn import DIAYN, METRIC_NAMES, update
 from skillforge.rl.features import feature_reader
 from skillforge.rl.metric_window import MetricWindow
+from skillforge.rl.objectives import METRIC_NAMES, make_agent, update
 from skillforge.rl.replay import ReplayBuffer
 from skillforge.rl.sac import make_optimizer
 from skillforge.rl.signals import StopRequest
@@ -27,7 +30,7 @@ from skillforge.rl.training_state import Episode, TrainingState
 class TrainResult:
     """What `train` returns: the trained agent and where its final checkpoint is."""
 
-    agent: DIAYN
+    agent: nn.Module
     spec: LibrarySpec
     step: int
     checkpoint_path: str
@@ -49,7 +52,7 @@ def new_training_state(config: PretrainConfig, spec: LibrarySpec) -> TrainingSta
     """A fresh run's state: networks, optimiser, empty replay, generators seeded."""
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    agent = DIAYN(spec, config).to(device)
+    agent = make_agent(spec, config).to(device)
     return TrainingState(
         config=config,
         spec=spec,
@@ -57,9 +60,15 @@ def new_training_state(config: PretrainConfig, spec: LibrarySpec) -> TrainingSta
         optimizer=make_optimizer(agent.parameters(), config.lr, device),
         buffer=ReplayBuffer(config.buffer_size, spec.obs_dim, spec.action_dim, spec.feature_dim),
         sampler=torch.Generator().manual_seed(config.seed),
-        window=MetricWindow(METRIC_NAMES, device),
+        window=MetricWindow(METRIC_NAMES[config.objective], device),
         device=device,
     )
+
+
+def make_training_envs(config: PretrainConfig) -> list[gym.Env]:
+    """`config.envs` copies of the env, episodes cut at `config.max_episode_steps` if set."""
+    limit = {"max_episode_steps": config.max_episode_steps} if config.max_episode_steps else {}
+    return [make_env(config.env_id, **limit) for _ in range(config.envs)]
 
 
 def train(
@@ -68,16 +77,19 @@ def train(
     callbacks=(),
     resume_state: dict | None = None,
 ) -> TrainResult:
-    """Pretrain a skill library with DIAYN; resume exactly from `resume_state` if given."""
+    """Pretrain a skill library with `config.objective`; resume exactly from `resume_state`.
+
+    `config.envs` copies of the env step in lockstep (one batched policy call); gradient
+    steps are owed at `config.updates_per_step` per env step and taken whole."""
     callbacks = CallbackList(callbacks)
     if config.threads:
         torch.set_num_threads(config.threads)
-    env = make_env(config.env_id)
-    obs_dim = int(env.observation_space.shape[0])
+    envs = make_training_envs(config)
+    obs_dim = int(envs[0].observation_space.shape[0])
     features = feature_reader(config.discriminator_features, config.env_id, obs_dim)
     spec = LibrarySpec.from_env(
         config.env_id,
-        env,
+        envs[0],
         config.n_skills,
         config.hidden,
         config.discriminator_features,
@@ -87,11 +99,18 @@ def train(
     if resume_state is not None:
         run.load_state_dict(resume_state)
     else:
-        run.episode.next(run.sampler, config.n_skills)
-    obs = _reset_env(env, config.seed, run.episode)
-    agent, buffer, episode, device = run.agent, run.buffer, run.episode, run.device
+        run.episodes = [Episode() for _ in envs]
+        for episode in run.episodes:
+            run.start_episode(episode)
+    observations = np.stack(
+        [
+            _reset_env(env, config.seed, episode)
+            for env, episode in zip(envs, run.episodes, strict=True)
+        ]
+    )
+    agent, buffer, device = run.agent, run.buffer, run.device
 
-    policy_input = np.zeros(spec.obs_dim + spec.n_skills, dtype=np.float32)  # (obs, one-hot z)
+    policy_input = np.zeros((len(envs), spec.obs_dim + spec.n_skills), dtype=np.float32)
     callbacks.on_start(
         {"step": run.step, "total_steps": config.total_steps, "spec": spec, "agent": agent}
     )
@@ -104,56 +123,80 @@ def train(
 
     last_checkpoint_step = run.step
     with StopRequest() as stop:
-        while not config.budget_reached(run.step, episode.index):
-            if run.step < config.learning_starts:
-                low, high = spec.action_low_array, spec.action_high_array
-                uniform = torch.rand(spec.action_dim, generator=run.sampler).numpy()
-                action = low + (high - low) * uniform
-            else:
-                policy_input[: spec.obs_dim] = obs
-                policy_input[spec.obs_dim :] = 0.0
-                policy_input[spec.obs_dim + episode.skill] = 1.0
-                with torch.no_grad():
-                    policy_state = torch.from_numpy(policy_input).to(device)[None]
-                    action = agent.sac.policy.explore(policy_state)[0].cpu().numpy()
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            seen = features.read(env.unwrapped, next_obs) if features is not None else None
-            buffer.add(obs, episode.skill, action, reward, next_obs, terminated, seen)
-            episode.actions.append(np.asarray(action, dtype=np.float32))
-            episode.extrinsic_return += float(reward)
-            obs = next_obs
-            run.step += 1
-            step = run.step
+        while not config.budget_reached(run.step, run.finished_episodes):
+            actions = _actions(run, observations, policy_input)
+            for i, (env, episode, action) in enumerate(
+                zip(envs, run.episodes, actions, strict=True)
+            ):
+                next_obs, reward, terminated, truncated, _ = env.step(action)
+                seen = features.read(env.unwrapped, next_obs) if features is not None else None
+                buffer.add(
+                    observations[i], episode.skill, action, reward, next_obs, terminated, seen
+                )
+                episode.actions.append(action)
+                episode.extrinsic_return += float(reward)
+                observations[i] = next_obs
+                if terminated or truncated:  # truncation is stored as not terminated: bootstrapped
+                    run.window.episode_done(
+                        episode.skill, episode.extrinsic_return, len(episode.actions)
+                    )
+                    run.start_episode(episode)
+                    observations[i] = _reset_env(env, config.seed, episode)
+            previous, step = run.step, run.step + len(envs)
+            run.step = step
 
             if step > config.learning_starts and len(buffer) >= config.batch_size:
-                batch = buffer.sample(config.batch_size, run.sampler, device)
-                run.window.add(update(agent, run.optimizer, batch))
+                run.update_credit += config.updates_per_step * len(envs)
+                while run.update_credit >= 1.0:
+                    run.update_credit -= 1.0
+                    batch = buffer.sample(config.batch_size, run.sampler, device)
+                    run.window.add(update(agent, run.optimizer, batch))
 
-            if terminated or truncated:  # truncation is stored as not terminated: bootstrapped
-                run.window.episode_done(
-                    episode.skill, episode.extrinsic_return, len(episode.actions)
-                )
-                episode.next(run.sampler, config.n_skills)
-                obs = _reset_env(env, config.seed, episode)
-
-            done = config.budget_reached(step, episode.index)
+            done = config.budget_reached(step, run.finished_episodes)
             if done and step < config.total_steps:  # the episode budget ended it
                 config = run.config = config.replace(total_steps=step)
-            if step % config.log_every == 0 or done:
-                callbacks.on_step(step, {**run.window.report(step), "episodes": episode.index})
-            if step % config.checkpoint_every == 0:
+            if _crossed(previous, step, config.log_every) or done:
+                report = run.window.report(step)
+                callbacks.on_step(step, {**report, "episodes": run.finished_episodes})
+            if _crossed(previous, step, config.checkpoint_every):
                 checkpoint()
                 last_checkpoint_step = step
             if stop:
                 path = checkpoint() if last_checkpoint_step != step else checkpoint_path
-                env.close()
+                _close(envs)
                 raise TrainingInterrupted(step, path)
 
     path = checkpoint() if last_checkpoint_step != run.step else checkpoint_path
-    env.close()
+    _close(envs)
     result = TrainResult(agent, spec, run.step, path, config, run.window.last_report)
     callbacks.on_end(result)
     return result
+
+
+def _actions(run: TrainingState, observations: np.ndarray, policy_input: np.ndarray) -> np.ndarray:
+    """One action per env: uniformly random during the warm-up, else the policy's sample."""
+    spec = run.spec
+    if run.step < run.config.learning_starts:
+        low, high = spec.action_low_array, spec.action_high_array
+        uniform = [torch.rand(spec.action_dim, generator=run.sampler).numpy() for _ in observations]
+        return (low + (high - low) * np.stack(uniform)).astype(np.float32)
+    policy_input[:, : spec.obs_dim] = observations
+    policy_input[:, spec.obs_dim :] = 0.0
+    skills = [episode.skill for episode in run.episodes]
+    policy_input[np.arange(len(skills)), spec.obs_dim + np.array(skills)] = 1.0
+    with torch.no_grad():
+        state = torch.from_numpy(policy_input).to(run.device)
+        return run.agent.sac.policy.explore(state).cpu().numpy()
+
+
+def _crossed(previous: int, step: int, every: int) -> bool:
+    """True when a multiple of `every` lies in (previous, step]."""
+    return step // every > previous // every
+
+
+def _close(envs: list[gym.Env]) -> None:
+    for env in envs:
+        env.close()
 
 
 def _reset_env(env, seed: int, episode: Episode) -> np.ndarray:

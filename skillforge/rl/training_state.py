@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch import nn
 
 from skillforge.core.config import PretrainConfig
 from skillforge.core.errors import CheckpointError, TrainingDiverged
 from skillforge.core.versions import __version__
-from skillforge.rl.diayn import DIAYN
 from skillforge.rl.metric_window import MetricWindow
 from skillforge.rl.replay import ReplayBuffer
 from skillforge.rl.spec import LibrarySpec
@@ -25,7 +25,7 @@ from skillforge.rl.spec import LibrarySpec
 
 @dataclass
 class Episode:
-    """The episode in progress: its index (which fixes its reset seed), its skill, and the
+    """An episode in progress: its index (which fixes its reset seed), its skill, and the
     actions taken so far (a resumed run replays them to reach the same state)."""
 
     index: int = -1
@@ -33,12 +33,25 @@ class Episode:
     actions: list[np.ndarray] = field(default_factory=list)
     extrinsic_return: float = 0.0
 
-    def next(self, sampler: torch.Generator, n_skills: int) -> None:
-        """Start the next episode with z ~ Uniform(N)."""
-        self.index += 1
+    def start(self, index: int, sampler: torch.Generator, n_skills: int) -> None:
+        """Start episode `index` with z ~ Uniform(N)."""
+        self.index = index
         self.skill = int(torch.randint(n_skills, (1,), generator=sampler))
         self.actions = []
         self.extrinsic_return = 0.0
+
+    def state_dict(self, action_dim: int) -> dict:
+        actions = np.array(self.actions, dtype=np.float32)
+        return {
+            "index": self.index,
+            "skill": self.skill,
+            "actions": torch.as_tensor(actions).reshape(len(actions), action_dim),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.index = int(state["index"])
+        self.skill = int(state["skill"])
+        self.actions = list(state["actions"].numpy())
 
 
 @dataclass
@@ -47,28 +60,39 @@ class TrainingState:
 
     config: PretrainConfig
     spec: LibrarySpec
-    agent: DIAYN
+    agent: nn.Module  # an objective's agent (skillforge.rl.objectives)
     optimizer: torch.optim.Optimizer
     buffer: ReplayBuffer
     sampler: torch.Generator  # replay indices, skills, warm-up actions
     window: MetricWindow
     device: torch.device
     step: int = 0
-    episode: Episode = field(default_factory=Episode)
+    episodes: list[Episode] = field(default_factory=list)
+    """The episode in progress in each env copy."""
+    next_episode: int = 0
+    """The index the next episode gets; those finished are this minus the ones in progress."""
+    update_credit: float = 0.0
+    """Gradient steps owed (updates_per_step per env step, taken whole)."""
+
+    @property
+    def finished_episodes(self) -> int:
+        return self.next_episode - len(self.episodes)
+
+    def start_episode(self, episode: Episode) -> None:
+        """Give `episode` the next index and a fresh skill."""
+        episode.start(self.next_episode, self.sampler, self.spec.n_skills)
+        self.next_episode += 1
 
     def state_dict(self) -> dict:
         """The checkpoint contents (tensors and plain values only: loads with weights_only)."""
-        actions = np.array(self.episode.actions, dtype=np.float32)
         state = {
             "skillforge_version": __version__,
             "config": self.config.to_dict(),
             "spec": self.spec.to_dict(),
             "step": self.step,
-            "episode": {
-                "index": self.episode.index,
-                "skill": self.episode.skill,
-                "actions": torch.as_tensor(actions).reshape(len(actions), self.spec.action_dim),
-            },
+            "episodes": [episode.state_dict(self.spec.action_dim) for episode in self.episodes],
+            "next_episode": self.next_episode,
+            "update_credit": self.update_credit,
             "agent": self.agent.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "replay": self.buffer.state_dict(),
@@ -90,9 +114,18 @@ class TrainingState:
             self.sampler.set_state(state["sampler_rng"])
             if "cuda_rng" in state and self.device.type == "cuda":
                 torch.cuda.set_rng_state_all(state["cuda_rng"])
-            self.episode.index = int(state["episode"]["index"])
-            self.episode.skill = int(state["episode"]["skill"])
-            self.episode.actions = list(state["episode"]["actions"].numpy())
+            if "episodes" in state:
+                episodes, self.next_episode = state["episodes"], int(state["next_episode"])
+                self.update_credit = float(state["update_credit"])
+            else:  # one env, written before --envs: its episode index counts those finished
+                episodes, self.next_episode = [state["episode"]], int(state["episode"]["index"]) + 1
+            if len(episodes) != self.config.envs:
+                raise ValueError(
+                    f"{len(episodes)} envs in the checkpoint, {self.config.envs} asked"
+                )
+            self.episodes = [Episode() for _ in episodes]
+            for episode, episode_state in zip(self.episodes, episodes, strict=True):
+                episode.load_state_dict(episode_state)
             self.step = int(state["step"])
         except (KeyError, RuntimeError, ValueError, TypeError) as error:
             raise CheckpointError(f"checkpoint does not fit this configuration ({error})") from None

@@ -114,11 +114,15 @@ class SkillLibrary:
 
     @classmethod
     def from_state_dict(cls, spec: LibrarySpec, agent_state: dict, **kwargs) -> SkillLibrary:
-        """Build from a DIAYN agent's state dict (keys `sac.policy.*`, `discriminator.*`)."""
+        """Build from an agent's state dict (keys `sac.policy.*`, and `discriminator.*` for
+        DIAYN; a METRA library has no discriminator)."""
         policy = policy_for(spec)
-        discriminator = Discriminator(spec.discriminator_input_dim, spec.n_skills, spec.hidden)
         policy.load_state_dict(_sub_state(agent_state, "sac.policy."))
-        discriminator.load_state_dict(_sub_state(agent_state, "discriminator."))
+        discriminator_state = _sub_state(agent_state, "discriminator.")
+        if not discriminator_state:
+            return cls(spec, policy, None, **kwargs)
+        discriminator = Discriminator(spec.discriminator_input_dim, spec.n_skills, spec.hidden)
+        discriminator.load_state_dict(discriminator_state)
         return cls(spec, policy, discriminator, **kwargs)
 
 

@@ -1,0 +1,127 @@
+"""METRA: Metric-Aware Abstraction (Park, Rybkin, Levine, ICLR 2024, arXiv 2310.08887).
+
+A representation phi: S -> R^D is learned under the constraint that one environment step
+moves at most one unit in it,
+
+    ||phi(s') - phi(s)||^2 <= 1   for every transition (s, s'),
+
+so distances in phi-space are (bounded by) temporal distances. A skill z is a direction in
+that space; the policy pi(a|s,z) is trained by SAC to move far along it:
+
+    r(s, s', z) = (phi(s') - phi(s))^T z.
+
+For D discrete skills, z is the zero-centred one-hot code (one-hot minus 1/D), so each skill
+moves towards its own axis and away from the others. The constraint is enforced by dual
+gradient descent with slack eps: phi maximises
+
+    E[ (phi(s') - phi(s))^T z + lambda * min(eps, 1 - ||phi(s') - phi(s)||^2) ],
+
+and lambda = exp(log_lambda) (initially 30) minimises lambda * E[min(eps, 1 - ||...||^2)]:
+it grows while steps in phi-space are longer than one unit and shrinks once they fit. Skills
+spread out as far as the dynamics allow, with no hand-picked prior. The environment's reward
+is never used for learning. The loop that collects experience is `skillforge.rl.loop.train`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from skillforge.core.config import PretrainConfig
+from skillforge.rl.nets import mlp, skill_state
+from skillforge.rl.replay import Batch
+from skillforge.rl.sac import SAC
+from skillforge.rl.spec import LibrarySpec
+
+INITIAL_LAMBDA = 30.0
+SLACK = 1e-3
+
+METRIC_NAMES = (
+    "phi_step_squared",
+    "constraint_penalty",
+    "lambda",
+    "intrinsic_reward",
+    "phi_loss",
+    "critic_loss",
+    "actor_loss",
+    "alpha",
+    "entropy",
+)
+
+
+def skill_code(skill: torch.Tensor, n_skills: int) -> torch.Tensor:
+    """The zero-centred one-hot code of discrete skills: one-hot minus 1/D, (batch, D)."""
+    return nn.functional.one_hot(skill, n_skills).float() - 1.0 / n_skills
+
+
+def intrinsic_reward(phi_s: torch.Tensor, phi_next: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """r = (phi(s') - phi(s))^T z: how far one step moved along the skill's direction."""
+    return ((phi_next - phi_s) * z).sum(dim=-1)
+
+
+def constraint_penalty(phi_s: torch.Tensor, phi_next: torch.Tensor) -> torch.Tensor:
+    """min(eps, 1 - ||phi(s') - phi(s)||^2): negative where a step is longer than one unit."""
+    step_squared = (phi_next - phi_s).pow(2).sum(dim=-1)
+    return (1.0 - step_squared).clamp(max=SLACK)
+
+
+def phi_loss(reward: torch.Tensor, penalty: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """phi ascends the reward plus the penalty weighted by the (fixed) multiplier lambda."""
+    return -(reward + lam.detach() * penalty).mean()
+
+
+def lambda_loss(log_lambda: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
+    """Dual descent: lambda rises while the constraint is violated (mean penalty < 0)."""
+    return log_lambda * penalty.detach().mean()
+
+
+class METRA(nn.Module):
+    """The SAC agent over (observation, one-hot skill), the representation phi and lambda."""
+
+    def __init__(self, spec: LibrarySpec, config: PretrainConfig) -> None:
+        super().__init__()
+        self.n_skills = spec.n_skills
+        self.sac = SAC(
+            spec.obs_dim + spec.n_skills,
+            spec.action_dim,
+            config.hidden,
+            spec.action_low,
+            spec.action_high,
+            gamma=config.gamma,
+            tau=config.tau,
+            alpha=config.alpha,
+        )
+        self.phi = mlp(spec.obs_dim, config.hidden, spec.n_skills)  # D = number of skills
+        self.log_lambda = nn.Parameter(torch.tensor(math.log(INITIAL_LAMBDA)))
+
+    def losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The summed loss of one METRA step and its metrics, shape (len(METRIC_NAMES),)."""
+        z = skill_code(batch.skill, self.n_skills)  # (batch, D)
+        phi_s, phi_next = self.phi(batch.obs), self.phi(batch.next_obs)  # (batch, D) each
+        reward = intrinsic_reward(phi_s, phi_next, z)
+        penalty = constraint_penalty(phi_s, phi_next)
+        lam = self.log_lambda.exp()
+        representation_loss = phi_loss(reward, penalty, lam)
+        dual_loss = lambda_loss(self.log_lambda, penalty)
+
+        state = skill_state(batch.obs, batch.skill, self.n_skills)
+        next_state = skill_state(batch.next_obs, batch.skill, self.n_skills)
+        sac = self.sac.losses(state, batch.action, reward.detach(), next_state, batch.terminated)
+        total = sac.critic + sac.actor + sac.alpha + representation_loss + dual_loss
+
+        metrics = torch.stack(
+            [
+                (phi_next - phi_s).pow(2).sum(dim=-1).mean(),
+                penalty.mean(),
+                lam,
+                reward.mean(),
+                representation_loss,
+                sac.critic,
+                sac.actor,
+                self.sac.alpha,
+                -sac.log_pi.mean(),
+            ]
+        )
+        return total, metrics.detach()
