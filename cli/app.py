@@ -17,12 +17,12 @@ from typing import Annotated
 
 import typer
 from typer._click.exceptions import UsageError  # vendored click (typer >= 0.29)
-from typer.core import TyperGroup
 
+from cli.help import Group, Typer
 from skillforge.core.errors import SkillforgeError
 
 
-class _OneLineErrors(TyperGroup):
+class _OneLineErrors(Group):
     """Every refusal is one line on stderr with a non-zero exit, never a traceback or a box."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
@@ -57,7 +57,7 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-app = typer.Typer(
+app = Typer(
     cls=_OneLineErrors,
     help="Learn reusable skills without a reward (DIAYN), track them in MLflow, export them.",
     no_args_is_help=True,
@@ -82,6 +82,16 @@ def defaults(config_class) -> SimpleNamespace:
     )
 
 
+def given_or_absent(param: typer.CallbackParam, value: str | None) -> str | None:
+    """An option's callback: an empty value (`--name ""`) is refused, never read as the option
+    left out (which would silently take the default)."""
+    if value is not None and not value.strip():
+        if param.param_type_name == "option":
+            raise typer.BadParameter(f"empty; leave {param.opts[0]} out for its default")
+        raise typer.BadParameter("empty; see --help")
+    return value
+
+
 TrackingUri = Annotated[
     str | None,
     typer.Option(
@@ -99,7 +109,7 @@ Experiment = Annotated[str, typer.Option("--experiment", help="MLflow experiment
 LIBRARY_FORMS = "Library name, run id or models:/<library>@<alias> (or models:/<library>/<version>)"
 """How a library is named wherever one is: a `models:/` URI names the library whose model it is."""
 LibraryArgument = Annotated[
-    str, typer.Argument(help=f"{LIBRARY_FORMS}, or 'latest'.", metavar="LIBRARY")
+    str, typer.Argument(help=f"{LIBRARY_FORMS}, or 'latest'.", callback=given_or_absent)
 ]
 
 TaskArgument = Annotated[
@@ -112,5 +122,9 @@ TaskArgument = Annotated[
 ]
 LibraryOption = Annotated[
     str | None,
-    typer.Option(help=f"{LIBRARY_FORMS}. Default: the most recent library.", show_default=False),
+    typer.Option(
+        help=f"{LIBRARY_FORMS}. Default: the most recent library.",
+        show_default=False,
+        callback=given_or_absent,
+    ),
 ]

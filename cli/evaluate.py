@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import LIBRARY_FORMS, Threads, TrackingUri, app
+from cli.app import LIBRARY_FORMS, Threads, TrackingUri, app, given_or_absent
 
 
 @app.command()
@@ -15,7 +15,9 @@ def evaluate(
     library: Annotated[
         str | None,
         typer.Argument(
-            help=f"{LIBRARY_FORMS}. Default: the most recent library.", show_default=False
+            help=f"{LIBRARY_FORMS}. Default: the most recent library.",
+            show_default=False,
+            callback=given_or_absent,
         ),
     ] = None,
     episodes: Annotated[

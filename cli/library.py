@@ -7,10 +7,11 @@ from typing import Annotated
 import typer
 
 from cli.app import LibraryArgument, TrackingUri, app
+from cli.help import Group, Typer
 from skillforge.core.config import DEFAULT_STORE_TIMEOUT, EvaluationOverrides
 
-library_app = typer.Typer(
-    help="Inspect the skill libraries in the MLflow store.", no_args_is_help=True
+library_app = Typer(
+    cls=Group, help="Inspect the skill libraries in the MLflow store.", no_args_is_help=True
 )
 app.add_typer(library_app, name="library")
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from cli.app import Experiment, TrackingUri, app
+from cli.app import Experiment, TrackingUri, app, given_or_absent
 from cli.pretrain import EVALUATION, PRETRAIN, BufferSize, CheckpointEvery, echoed_warnings
 from cli.progress import clock
 from skillforge.core.config import (
@@ -77,6 +77,7 @@ def sweep(
             help="Sweep name (its libraries are <name>-00, -01, ...). Default: "
             "sweep-<env>-<hash of the grid>, so the same command continues the same sweep.",
             show_default=False,
+            callback=given_or_absent,
         ),
     ] = None,
     ray_address: Annotated[

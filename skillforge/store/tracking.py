@@ -285,14 +285,20 @@ def find_library(
 ) -> LibraryInfo:
     """A library by name, run id or registered model URI (`model_uris.FORMS`: the library of
     the model version it names); None or 'latest' means the most recent one (`client`: an
-    open store's, to use it instead of connecting again)."""
+    open store's, to use it instead of connecting again). An empty name names nothing: a
+    ConfigError, not the most recent library."""
+    if reference is not None and not reference.strip():
+        raise ConfigError(
+            f"{reference!r} names no library: give a library name, run id, models:/ URI or "
+            "'latest'"
+        )
     libraries = list_libraries(tracking_uri, experiment, client)
     if not libraries:
         store = resolve_tracking_uri(tracking_uri)
         raise LibraryNotFound(
             f"no skill libraries in {store}; create one with `skillforge pretrain ENV`"
         )
-    if reference in (None, "", "latest"):
+    if reference in (None, "latest"):
         return libraries[0]
     if is_model_uri(reference):
         return _library_of_model(reference, libraries, client or connect(tracking_uri))
