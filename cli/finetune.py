@@ -68,13 +68,13 @@ def finetune(
     if task:
         task_env_id(task)  # refuse an unknown task before loading torch and mlflow
 
-    from cli.progress import phase_bars
+    from cli.downstream import downstream_command
     from skillforge.app.checks import use_threads
     from skillforge.app.finetune import finetune as run_finetune
 
     use_threads(threads)
 
-    with phase_bars() as progress_for:
+    with downstream_command() as progress_for:
         result = run_finetune(library, config, tracking_uri, progress_for)
     typer.echo(f"Fine-tuned skill {result.skill} on {result.task}: run {result.run_id}")
     typer.echo(f"  registered  {result.model_uri}")

@@ -70,14 +70,13 @@ def hierarchical(
     if task:
         task_env_id(task)  # refuse an unknown task before loading torch and mlflow
 
-    from cli.pretrain import echoed_warnings
-    from cli.progress import phase_bars
+    from cli.downstream import downstream_command
     from skillforge.app.checks import use_threads
     from skillforge.app.hierarchical import train_hierarchical
 
     use_threads(threads)
 
-    with echoed_warnings(), phase_bars() as progress_for:
+    with downstream_command() as progress_for:
         result = train_hierarchical(library, config, tracking_uri, progress_for)
     typer.echo(f"Meta-controller on {result.task}: run {result.run_id}")
     typer.echo(f"  registered  {result.model_uri}")

@@ -31,16 +31,38 @@ def return_summary(metrics: dict[str, float]) -> str | None:
     return f"return {metrics['return']:.1f}" if "return" in metrics else None
 
 
-class _StepRate(ProgressColumn):
+class _Rate(ProgressColumn):
     def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:,.0f} steps/s" if task.speed else "- steps/s")
+        unit = task.fields.get("unit", "steps")
+        return Text(f"{rate_text(task.speed)} {unit}/s" if task.speed else f"- {unit}/s")
+
+
+def rate_text(rate: float) -> str:
+    """A rate with the digits that matter: 1,234 or 56 steps/s, 0.53 episodes/s."""
+    return f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"
+
+
+def _bars() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _Rate(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[summary]}"),
+        speed_estimate_period=120,
+    )
 
 
 class TrainingProgress:
-    """Steps done of total, steps/s, elapsed, ETA, and a one-line summary of the metrics.
+    """Work done of total (`unit`: steps, episodes...), its rate, elapsed, ETA, and a one-line
+    summary of the metrics.
 
-    On a terminal, a live bar. Otherwise (a log file, `nohup`, CI) a plain line every
-    `log_seconds` and at the end, so a log shows progress while the work runs."""
+    On a terminal, a live bar (a task of `progress` if given, shared with other bars).
+    Otherwise (a log file, `nohup`, CI) a plain line every `log_seconds` and at the end, so a
+    log shows progress while the work runs; with `announce`, also a line when it starts."""
 
     def __init__(
         self,
@@ -48,45 +70,49 @@ class TrainingProgress:
         summary: Callable[[dict], str | None] = diayn_summary,
         end_message: str = "Training done; evaluating and registering the skills...",
         log_seconds: float = 30.0,
+        unit: str = "steps",
+        progress: Progress | None = None,
+        announce: bool = False,
     ) -> None:
         self.label, self.summary, self.end_message = label, summary, end_message
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            _StepRate(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[summary]}"),
-            speed_estimate_period=120,
-        )
+        self.unit, self.announce = unit, announce
+        self.owns_progress = progress is None
+        self.progress = _bars() if progress is None else progress
         self.live = self.progress.console.is_terminal
         self.log_seconds = log_seconds
         self.task = None
-        self._plain = _PlainLog(label)
+        self._summary = ""
+        self._plain = _PlainLog(label, unit)
 
     def __enter__(self) -> TrainingProgress:
-        if self.live:
+        if self.live and self.owns_progress:
             self.progress.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.live:
+        if self.live and self.owns_progress:
             self.progress.stop()
 
     def on_start(self, info: dict) -> None:
+        total = info["total_steps"]
         self.task = self.progress.add_task(
-            self.label, total=info["total_steps"], completed=info["step"], summary=""
+            self.label, total=total, completed=info["step"], summary="", unit=self.unit
         )
-        self._plain.start(info["step"], info["total_steps"])
+        self._plain.start(info["step"], total)
+        if self.announce and not self.live:
+            self._print(f"{self.label}: {total:,} {self.unit}")
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
         summary = self.summary(metrics)
-        fields = {} if summary is None else {"summary": summary}
-        self.progress.update(self.task, completed=step, **fields)
+        if summary is not None:
+            self._summary = summary
+        self.on_progress(step)
+
+    def on_progress(self, done: int) -> None:
+        """`done` units of work so far (called at step boundaries, often)."""
+        self.progress.update(self.task, completed=done, summary=self._summary)
         if not self.live and self._plain.due(self.log_seconds):
-            self._print(self._plain.line(step, summary or ""))
+            self._print(self._plain.line(done, self._summary))
 
     def on_end(self, result) -> None:
         task = self.progress.tasks[self.task]
@@ -105,8 +131,8 @@ class _PlainLog:
     random warm-up runs far faster than training: a rate since the start would promise too
     early an end), elapsed time and ETA."""
 
-    def __init__(self, label: str) -> None:
-        self.label = label
+    def __init__(self, label: str, unit: str = "steps") -> None:
+        self.label, self.unit = label, unit
         self.total = 0
         self.started = self.last = time.monotonic()
         self.since_step, self.since_time = 0, self.started
@@ -130,7 +156,7 @@ class _PlainLog:
         eta = (self.total - step) / rate if rate > 0 else float("nan")
         share = step / self.total if self.total else 1.0
         text = (
-            f"{self.label} {step:,}/{self.total:,} ({share:.0%}) {rate:,.0f} steps/s "
+            f"{self.label} {step:,}/{self.total:,} ({share:.0%}) {rate_text(rate)} {self.unit}/s "
             f"elapsed {clock(now - self.started)} ETA {clock(eta)}"
         )
         return f"{text}  {summary}" if summary else text
@@ -144,27 +170,43 @@ def clock(seconds: float) -> str:
 
 
 PHASE_LABELS = {
+    "scan": "skill scan",
+    "selection": "best-skill selection",
     "meta": "meta-controller",
     "random-skills": "random skills",
     "sac": "SAC",
     "finetune": "fine-tuning",
+    "start-skill": "start skill",
+    "skills": "every skill",
 }
 
 
+def phase_label(phase: str) -> str:
+    """What a user reads for a phase: `evaluation/sac` is "evaluation (SAC)"."""
+    kind, _, what = phase.partition("/")
+    label = PHASE_LABELS.get(kind, kind)
+    return f"{label} ({PHASE_LABELS.get(what, what)})" if what else label
+
+
 @contextlib.contextmanager
-def phase_bars():
-    """A progress bar per phase of a downstream command: yields `progress_for(phase, total)`,
-    which opens the phase's bar and returns it as its callbacks; every bar is closed after."""
-    bars: list[TrainingProgress] = []
+def phase_bars(log_seconds: float = 30.0):
+    """A progress bar per phase of a downstream command, one under the other: yields
+    `progress_for(phase, total)`, which opens the phase's bar and returns it as the phase's
+    callbacks (see `skillforge.reuse.phases`)."""
+    from skillforge.reuse.phases import unit_of
+
+    progress = _bars()
+    live = progress.console.is_terminal
 
     def progress_for(phase: str, total: int) -> list[TrainingProgress]:
-        bar = TrainingProgress(PHASE_LABELS.get(phase, phase), return_summary, end_message="")
-        bar.__enter__()
-        bars.append(bar)
+        label, unit = phase_label(phase), unit_of(phase)
+        bar = TrainingProgress(label, return_summary, "", log_seconds, unit, progress, True)
         return [bar]
 
+    if live:
+        progress.start()
     try:
         yield progress_for
     finally:
-        for bar in bars:
-            bar.__exit__(None, None, None)
+        if live:
+            progress.stop()

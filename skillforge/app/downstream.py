@@ -1,23 +1,73 @@
 """What `hierarchical` and `finetune` share: the library and task they reuse it on, a child
-run of the library's MLflow run that survives store outages, and how they report results
+run of the library's MLflow run that survives store outages, its phases' callbacks (progress,
+and a stop on Ctrl-C or SIGTERM at the next step boundary), and how they report results
 (final returns of every method on the same held-out episodes, return curves, one plot)."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from skillforge.app.completion import END_RECORD_TIMEOUT
 from skillforge.app.load import load_library
 from skillforge.core.config import DEFAULT_STORE_TIMEOUT
-from skillforge.core.errors import SkillforgeError
+from skillforge.core.errors import SkillforgeError, first_line
 from skillforge.core.versions import __version__
+from skillforge.reuse.phases import CallbacksFor, no_callbacks, unit_of
 from skillforge.reuse.tasks import task_env_id
 from skillforge.rl.callbacks import CallbackList
+from skillforge.rl.signals import StopRequest
 from skillforge.skills.library import SkillLibrary
 from skillforge.store import tracking
 from skillforge.store.delivery import BufferedTracker
+
+logger = logging.getLogger("skillforge")
+
+
+class RunInterrupted(SkillforgeError):
+    """A downstream run stopped on request (Ctrl-C or SIGTERM) at a step boundary of `phase`
+    (`done` of `total` units): its MLflow run ended as KILLED with what it had logged, and
+    nothing was registered."""
+
+    def __init__(self, run_id: str, phase: str, done: int, total: int, signal_name: str):
+        self.run_id, self.phase, self.done, self.total = run_id, phase, done, total
+        self.signal_name = signal_name
+        super().__init__(
+            f"stopped by {signal_name} during {phase} at {done:,} of {total:,} "
+            f"{unit_of(phase)}; run {run_id} ended as KILLED, nothing registered"
+        )
+
+
+class _Stop(Exception):
+    """Raised by a phase's callbacks to end the work at a step boundary (not a
+    SkillforgeError: nothing on the way may take it for a failure and go on)."""
+
+
+class _Watch:
+    """A phase's last callback: keeps where the work is, and stops it at the next step
+    boundary once a stop was requested."""
+
+    def __init__(self, run: DownstreamRun, phase: str, total: int) -> None:
+        self.run, self.phase, self.total = run, phase, total
+
+    def on_start(self, info: dict) -> None:
+        self._at(info["step"])
+
+    def on_progress(self, done: int) -> None:
+        self._at(done)
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        self._at(step)
+
+    def _at(self, done: int) -> None:
+        self.run.position = (self.phase, done, self.total)
+        if self.run.stop:
+            raise _Stop
 
 
 class Prefixed:
@@ -35,6 +85,9 @@ class Prefixed:
         self.tracker.on_step(step, {f"{self.prefix}{k}": v for k, v in metrics.items()})
         self.callbacks.on_step(step, metrics)
 
+    def on_progress(self, done: int) -> None:
+        self.callbacks.on_progress(done)
+
     def on_end(self, result) -> None:
         self.callbacks.on_end(result)
 
@@ -49,6 +102,12 @@ class DownstreamRun:
     task: str
     run_id: str
     trackers: list[BufferedTracker]
+    listeners: CallbacksFor = no_callbacks
+    """The caller's callbacks of each phase (progress bars)."""
+    stop: object = False
+    """True once a stop was requested (a `StopRequest` while the command runs)."""
+    position: tuple[str, int, int] = field(default=("start", 0, 0))
+    """(phase, done, total) at the last step boundary."""
 
     @classmethod
     def start(
@@ -98,6 +157,27 @@ class DownstreamRun:
         )
         return cls(client, info, library, task, run_id, [])
 
+    def callbacks_for(self, phase: str, total: int) -> list:
+        """The callbacks of one phase (`skillforge.reuse.phases`): the caller's, then a
+        watch that ends the work at its next step boundary once a stop was requested."""
+        return [*self.listeners(phase, total), _Watch(self, phase, total)]
+
+    def end_interrupted(self, signal_name: str) -> RunInterrupted:
+        """Deliver what the phases logged, end the run as KILLED; the error that says so."""
+        phase, done, total = self.position
+        deadline = time.monotonic() + END_RECORD_TIMEOUT
+        try:
+            for tracker in self.trackers:
+                tracker.close(timeout=max(0.0, deadline - time.monotonic()))
+            status = f"interrupted during {phase} at {done} of {total}"
+            self.client.set_tag(self.run_id, tracking.TAG_STATUS, status)
+            self.client.set_terminated(self.run_id, "KILLED")
+        except Exception as error:  # the store is gone too: say so, the stop stands
+            logger.warning(
+                "could not record the stop in run %s (%s)", self.run_id, first_line(error)
+            )
+        return RunInterrupted(self.run_id, phase, done, total, signal_name)
+
     def phase(self, prefix: str, callbacks=()) -> list[Prefixed]:
         """Callbacks for one phase: its episodes go to the run as `<prefix>return`, sent in
         the background (training never waits for the store; an outage only delays them)."""
@@ -137,3 +217,26 @@ class DownstreamRun:
                 flat={name: final[name] for name in flat if name in final},
             )
             self.client.log_artifact(self.run_id, str(path), "plots")
+
+
+@contextlib.contextmanager
+def stoppable(callbacks_for: CallbacksFor = no_callbacks) -> Iterator[Callable[..., DownstreamRun]]:
+    """Run a downstream command with Ctrl-C and SIGTERM caught: yields `start`, which is
+    `DownstreamRun.start` giving the run `callbacks_for` as its phases' listeners. A stop then
+    ends the work at the next step boundary of a phase and the run as KILLED, and raises
+    `RunInterrupted`; a second signal does so at once."""
+    runs: list[DownstreamRun] = []
+
+    def start(*args, **kwargs) -> DownstreamRun:
+        run = DownstreamRun.start(*args, **kwargs)
+        run.listeners, run.stop = callbacks_for, stop
+        runs.append(run)
+        return run
+
+    with StopRequest() as stop:
+        try:
+            yield start
+        except (_Stop, KeyboardInterrupt):
+            if not runs:  # stopped before the run was made: nothing to end
+                raise KeyboardInterrupt from None
+            raise runs[-1].end_interrupted(stop.signal_name or "SIGINT") from None

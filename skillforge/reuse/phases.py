@@ -47,16 +47,15 @@ def phase(callbacks_for: CallbacksFor, name: str, total: int) -> Iterator[Callba
 
 
 class EpisodeCount:
-    """An `on_decisions` hook (`skill_actions.run_skill_policy`) that reports the episodes
-    finished so far as `callbacks.on_progress(episodes)` after each batch of decisions,
-    having called `then(decisions)` first, if given."""
+    """Callbacks for `skill_actions.run_skill_policy` that report a phase's progress in
+    episodes: each finished episode counts one, and after every batch of decisions
+    `callbacks.on_progress(episodes so far)` is called (where a stop may end the work)."""
 
-    def __init__(self, callbacks: CallbackList, then: Callable | None = None) -> None:
-        self.callbacks, self.then, self.done = callbacks, then, 0
+    def __init__(self, callbacks: CallbackList) -> None:
+        self.callbacks, self.done = callbacks, 0
 
-    def __call__(self, decisions) -> None:
-        if self.then is not None:
-            self.then(decisions)
-        result = decisions.result
-        self.done += int((result.terminated | result.truncated).sum())
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        self.done += 1
+
+    def on_progress(self, steps: int) -> None:
         self.callbacks.on_progress(self.done)
