@@ -3,10 +3,14 @@ model, each a real server process asked by a real HTTP client (urllib)."""
 
 import json
 import os
+import re
 import sys
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from helpers import assert_one_line_error, post_json, serving, tiny_config
 from typer.testing import CliRunner
@@ -14,6 +18,8 @@ from typer.testing import CliRunner
 from cli.main import app
 from skillforge.app import pretrain as pipeline
 from skillforge.core.config import NO_EVALUATION
+from skillforge.store.graph_model import CheckedGraph
+from skillforge.store.model_server import RequestError, predictions
 from skillforge.store.ui_server import free_port
 
 
@@ -45,6 +51,7 @@ def test_skillforge_serve_answers_every_skill_and_refuses_bad_requests_in_one_li
         np.testing.assert_allclose(answer["predictions"], expected[5:6], atol=1e-5)
         good = request(OBSERVATIONS[:2], [3, 0])
         nan = b'{"inputs": {"observation": [[NaN, 0.0, 0.0]], "skill": [0]}}'
+        beyond_float32 = "observation holds numbers beyond float32 (±3.403e+38)"
         for body, content_type, expected_status, fragment in (
             (b'{"inputs": {"observation": [[1.0, 0', "application/json", 400, "malformed JSON"),
             (request(np.zeros((1, 4)), [0]), "application/json", 400, "got [1, 4]"),
@@ -57,6 +64,8 @@ def test_skillforge_serve_answers_every_skill_and_refuses_bad_requests_in_one_li
             (request(OBSERVATIONS[:1], [-1]), "application/json", 400, "skill -1 out of range"),
             (request(OBSERVATIONS[:1], [1.5]), "application/json", 400, "whole numbers"),
             (nan, "application/json", 400, "observation holds NaN"),
+            (request([[1e40, 0.0, 0.0]], [0]), "application/json", 400, beyond_float32),
+            (request([[0.0, -3.5e38, 0.0]], [2]), "application/json", 400, beyond_float32),
             (request(OBSERVATIONS[:2], [0]), "application/json", 400, "one row per observation"),
             (b'{"observation": [[1.0, 0.0, 0.0]]}', "application/json", 400, '{"inputs":'),
             (good, "text/plain", 415, "Content-Type: application/json"),
@@ -70,6 +79,75 @@ def test_skillforge_serve_answers_every_skill_and_refuses_bad_requests_in_one_li
     out, err = server.stopped_output
     assert server.returncode == 0 and "Stopped." in err and "Traceback" not in err
     assert f"Serving models:/lib/1 at http://127.0.0.1:{port}/invocations" in out
+
+
+def test_skillforge_serve_answers_many_clients_connecting_at_once(library, store):
+    """64 clients, each on a new connection, all at once: every one is answered (the old
+    http.server queued 5 connections, dropped the rest, and the clients waited 1 s or got a
+    reset)."""
+    port = free_port()
+    command = [sys.executable, "-m", "cli.main", "serve", "lib", "--port", str(port)]
+    command += ["--tracking-uri", store]
+    clients = 64
+    expected = library.library.act(OBSERVATIONS[:clients], SKILLS[:clients])
+    answers: dict[int, tuple[int, dict] | Exception] = {}
+    start = threading.Barrier(clients)
+
+    def client(i: int) -> None:
+        body = request(OBSERVATIONS[i : i + 1], [int(SKILLS[i])])
+        start.wait()
+        try:
+            answers[i] = post_json(port, body)
+        except Exception as error:  # a reset connection: recorded, asserted below
+            answers[i] = error
+
+    with serving(command, port):
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    for i in range(clients):
+        assert isinstance(answers[i], tuple), f"client {i}: {answers[i]!r}"
+        status, answer = answers[i]
+        assert status == 200, answer
+        np.testing.assert_allclose(answer["predictions"], expected[i : i + 1], atol=1e-5)
+
+
+def sqrt_graph(folder: Path) -> CheckedGraph:
+    """A real ONNX graph answering the square root of its observation: NaN for a negative
+    entry, a model fault no trained library is known to produce."""
+    helper = onnx.helper
+    shape = ["batch", 3]
+    graph = helper.make_graph(
+        [helper.make_node("Sqrt", ["observation"], ["action"])],
+        "sqrt",
+        [helper.make_tensor_value_info("observation", onnx.TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("action", onnx.TensorProto.FLOAT, shape)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    onnx.save(model, folder / "sqrt.onnx")
+    return CheckedGraph(str(folder / "sqrt.onnx"))
+
+
+def test_an_answer_is_always_json_without_nan_or_infinity(tmp_path):
+    graph = sqrt_graph(tmp_path)
+    good = b'{"inputs": {"observation": [[4.0, 0.25, 0.0]]}}'
+    assert json.loads(predictions(graph, good)) == {"predictions": [[2.0, 0.5, 0.0]]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the overflowing cast warned before it was checked
+        for body, fragment in (
+            (b'{"inputs": {"observation": [[4.0, -1.0, 0.0]]}}', "answer to these inputs is not"),
+            (b'{"inputs": {"observation": [[1e40, 1.0, 0.0]]}}', "beyond float32 (±3.403e+38)"),
+            (b'{"inputs": {"observation": [[3.5e38, 1, 0]]}}', "beyond float32 (±3.403e+38)"),
+            (b'{"inputs": {"observation": [[-Infinity, 1, 0]]}}', "holds NaN or infinite"),
+        ):
+            with pytest.raises(RequestError, match=re.escape(fragment)) as refused:
+                predictions(graph, body)
+            assert refused.value.status == 400
+    largest = np.finfo(np.float32).max.item()  # still a float32: answered
+    body = json.dumps({"inputs": {"observation": [[largest, 0.0, 0.0]]}}).encode()
+    assert json.loads(predictions(graph, body))["predictions"][0][0] == pytest.approx(1.8446744e19)
 
 
 def test_serve_refuses_what_it_cannot_serve_in_one_line(library, store):
