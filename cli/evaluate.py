@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cli.app import LIBRARY_FORMS, Threads, TrackingUri, app, given_or_absent
+from cli.library import running_log_q_text
 
 
 @app.command()
@@ -38,6 +39,7 @@ def evaluate(
 
     from skillforge.app.checks import use_threads
     from skillforge.app.evaluate import evaluate_stored
+    from skillforge.app.library import running_log_q
 
     use_threads(threads)
 
@@ -51,11 +53,11 @@ def evaluate(
     info, report = evaluate_stored(library, tracking_uri, episodes, seed, video, announce)
     for note in report.notes:
         typer.echo(f"warning: {note}", err=True)
-    for line in summary(info, report):
+    for line in summary(info, report, running_log_q(info.run_id, tracking_uri)):
         typer.echo(line)
 
 
-def summary(info, report) -> list[str]:
+def summary(info, report, training_curve: list[tuple[int, float]] = ()) -> list[str]:
     """What a user reads after `skillforge evaluate`."""
     metrics = report.metrics()
     n = report.n_skills
@@ -82,6 +84,7 @@ def summary(info, report) -> list[str]:
             "these held-out states)",
         )
         row("effective skills", f"{metrics['effective_skills']:.2f} of {n}")
+    row("running log q(z|s)", running_log_q_text(list(training_curve)))
     row(
         "best skill",
         f"{int(metrics['best_skill'])} (return {metrics['best_skill_return']:.1f}); "

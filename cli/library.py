@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import LibraryArgument, TrackingUri, app
+from cli.app import LibraryArgument, TrackingUri, app, given_or_absent
 from cli.help import Group, Typer
 from skillforge.core.config import DEFAULT_STORE_TIMEOUT, EvaluationOverrides
 
@@ -25,9 +25,9 @@ def library_list(tracking_uri: TrackingUri = None) -> None:
     if not libraries:
         typer.echo("No skill libraries yet. Create one with: skillforge pretrain hopper")
         return
-    rows = [("name", "env", "skills", "steps", "log q(z|s)", "status", "date", "run id")]
+    rows = [("name", "env", "skills", "steps", "held-out log q(z|s)", "status", "date", "run id")]
     for lib in libraries:
-        log_q = "-" if lib.log_q_z is None else f"{lib.log_q_z:.3f}"
+        log_q = "-" if lib.heldout_log_q_z is None else f"{lib.heldout_log_q_z:.3f}"
         rows.append(
             (
                 lib.name,
@@ -60,11 +60,20 @@ def library_show(
     aliases = ", ".join(f"@{alias} -> {version}" for alias, version in view.aliases.items())
     model = view.library_model or "(not registered: skillforge library register NAME)"
     typer.echo(f"library model {model}{f' ({aliases})' if aliases else ''}")
+    typer.echo(f"running log q(z|s) {running_log_q_text(view.running_log_q)}")
     rows = [("skill", "registered model", "eval return")]
     for skill in view.skills:
         value = "-" if skill.eval_return is None else f"{skill.eval_return:.1f}"
         rows.append((str(skill.index), skill.model_uri or "(not registered)", value))
     _print_table(rows)
+
+
+def running_log_q_text(points: list[tuple[int, float]]) -> str:
+    """The end of a library's running log q(z|s) curve, for `library show` and `evaluate`."""
+    if not points:
+        return "unavailable (the run logged no episode counts: imported, or made before them)"
+    episodes, value = points[-1]
+    return f"{value:.3f} after {episodes:,} episodes (training, smoothed as DIAYN-PyTorch plots it)"
 
 
 def _print_table(rows: list[tuple[str, ...]]) -> None:
@@ -195,7 +204,11 @@ def library_import(
     file: Annotated[str, typer.Argument(help="A library file written by `library save`.")],
     name: Annotated[
         str | None,
-        typer.Option(help="Library name in this store. Default: the file's.", show_default=False),
+        typer.Option(
+            help="Library name in this store. Default: the file's.",
+            show_default=False,
+            callback=given_or_absent,
+        ),
     ] = None,
     checkpoint_dir: Annotated[
         str, typer.Option(help="Folder of checkpoints (one subfolder per library).")

@@ -1,14 +1,16 @@
 """`skillforge library list|show|compare|promote`: the libraries of a store, one by one or
-side by side, and aliases of their library models."""
+side by side, their training curves, and aliases of their library models."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import partial
 
 from skillforge.core.errors import ConfigError
 from skillforge.core.names import library_model_name
 from skillforge.evaluation import compare
+from skillforge.evaluation.running_log_q import running_log_q as smoothed_log_q
 from skillforge.store import registry, tracking
 from skillforge.store.records import library_records
 from skillforge.store.registry import SkillInfo, library_skills
@@ -38,6 +40,9 @@ class LibraryView:
     """The newest version of the library model (empty if it has none)."""
     aliases: dict[str, str]
     """Aliases of the library model and the versions they point at."""
+    running_log_q: list[tuple[int, float]]
+    """(episodes, running log q(z|s)) of its training, as DIAYN-PyTorch plots it (empty if
+    the run logged no episode counts: made before them, or imported)."""
 
 
 def show_library(reference: str, tracking_uri: str | None = None) -> LibraryView:
@@ -49,7 +54,23 @@ def show_library(reference: str, tracking_uri: str | None = None) -> LibraryView
     version = registry.newest_version(client, name)
     uri = f"models:/{name}/{version}" if version else ""
     aliases = registry.model_aliases(client, name) if version else {}
-    return LibraryView(info, library_skills(info, client=client), uri, aliases)
+    skills = library_skills(info, client=client)
+    return LibraryView(info, skills, uri, aliases, _running_log_q(client, info.run_id))
+
+
+def running_log_q(
+    reference: str | None = None, tracking_uri: str | None = None
+) -> list[tuple[int, float]]:
+    """The training curve of library `reference` (name, run id, None for the latest) as
+    DIAYN-PyTorch plots it: (episodes finished, running log q(z|s)) points, smoothed as
+    `skillforge.evaluation.running_log_q` says; empty if the run logged no episode counts."""
+    client = tracking.connect_existing(tracking_uri)
+    return _running_log_q(client, tracking.find_library(reference, client=client).run_id)
+
+
+def _running_log_q(client, run_id: str) -> list[tuple[int, float]]:
+    history = partial(tracking.metric_history, client, run_id)
+    return smoothed_log_q(history("log_q_z"), history("episodes"))
 
 
 def promote_library(

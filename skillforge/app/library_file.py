@@ -48,6 +48,8 @@ def save_library(
         raise ConfigError(f"{out} already exists; pass --force to replace it")
     if out.is_dir():
         raise ConfigError(f"{out} is a folder; name a file, e.g. {out / 'library.pt'}")
+    if not out.absolute().parent.is_dir():  # a typo is not a reason to make folders
+        raise ConfigError(f"cannot write {out}: there is no folder {out.absolute().parent}")
     client = tracking.connect_existing(tracking_uri)
     info = tracking.find_library(reference, client=client)
     state = load_checkpoint(local_checkpoint(client, info))
@@ -80,6 +82,7 @@ def save_library(
 def read_library_file(path: str | Path) -> tuple[dict, PretrainConfig, SkillLibrary]:
     """The file's state, config and skills, checked; a corrupt, truncated, foreign or
     code-carrying file is a one-line CheckpointError (nothing runs, nothing is written)."""
+    _refuse_non_library_file(Path(path))
     state = load_checkpoint(path)
     if state.get("kind") != LIBRARY_FILE:
         raise CheckpointError(
@@ -125,6 +128,24 @@ def import_library(
     save_checkpoint(state, job.checkpoint_path)
     client.set_tag(job.run_id, tracking.TAG_STEP, str(config.total_steps))
     return complete_from_state(job, state, sent_step=config.total_steps)
+
+
+ZIP_MAGIC = b"PK\x03\x04"
+"""How every library file starts: `torch.save` writes a zip archive."""
+
+
+def _refuse_non_library_file(path: Path) -> None:
+    """Refuse a file that is no zip archive, say random bytes or text, as what it is: not a
+    library file (torch would read it as a legacy pickle and say something stranger)."""
+    try:
+        with path.open("rb") as file:
+            start = file.read(len(ZIP_MAGIC))
+    except OSError:
+        return  # missing, a folder, unreadable: load_checkpoint says which
+    if start and start != ZIP_MAGIC:
+        raise CheckpointError(
+            f"{path} is not a library file (those are written by `skillforge library save`)"
+        )
 
 
 def _config_of(state: dict, where: str) -> PretrainConfig:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -42,13 +44,46 @@ def make_env(env_id: str, render_mode: str | None = None, **kwargs) -> gym.Env:
     """Make a gymnasium env whose action space is a bounded Box and observation a flat Box."""
     env_id = resolve_env_id(env_id)
     try:
-        env = gym.make(env_id, render_mode=render_mode, **kwargs)
+        with _known_mujoco_warnings_dropped(env_id):
+            env = gym.make(env_id, render_mode=render_mode, **kwargs)
     except gym.error.Error as error:
         raise EnvError(f"cannot make {env_id}: {error}") from None
     except (ImportError, ModuleNotFoundError) as error:
         raise EnvError(f"cannot make {env_id}: missing dependency ({error})") from None
     check_spaces(env_id, env)
     return env
+
+
+KNOWN_MUJOCO_WARNINGS = ("compiler attribute 'settotalmass' is deprecated",)
+"""MuJoCo warnings about gymnasium's own model files (HalfCheetah's XML under MuJoCo 4), which
+a user can do nothing about. MuJoCo prints each to stderr and appends it to MUJOCO_LOG.TXT
+in the working folder, every time the model is compiled."""
+
+
+@contextlib.contextmanager
+def _known_mujoco_warnings_dropped(env_id: str):
+    """While a MuJoCo env is made, MuJoCo's warning handler drops `KNOWN_MUJOCO_WARNINGS` and
+    shows any other warning as MuJoCo would; the previous handler is put back afterwards."""
+    if "mujoco" not in str(gym.spec(env_id).entry_point):
+        yield
+        return
+    import mujoco
+
+    previous = mujoco.get_mju_user_warning()
+
+    def warn(message: str) -> None:
+        if message.startswith(KNOWN_MUJOCO_WARNINGS):
+            return
+        if previous is not None:
+            previous(message)
+        else:
+            print(f"WARNING: {message}\n", file=sys.stderr)
+
+    mujoco.set_mju_user_warning(warn)
+    try:
+        yield
+    finally:
+        mujoco.set_mju_user_warning(previous)
 
 
 def steps_for_episodes(env_id: str, episodes: int) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from skillforge.core.errors import ConfigError, LibraryNotFound, SkillforgeError, first_line
 from skillforge.core.names import library_model_name
+from skillforge.store.mlflow_logs import quiet_store_chatter
 from skillforge.store.model_uris import is_model_uri, model_version
 from skillforge.store.paths import (
     artifact_root,
@@ -111,6 +112,7 @@ def connect(uri: str | None = None):
         import mlflow
         from mlflow.tracking import MlflowClient
 
+        quiet_store_chatter()
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
         with store_lock(uri):
@@ -228,6 +230,9 @@ class LibraryInfo:
     model_uri: str = ""
     """The version of the library model that a `models:/<library>@<alias>` (or `/<version>`)
     reference named, else empty: `hierarchical --skills-from registry` and `serve` run it."""
+    heldout_log_q_z: float | None = None
+    """Mean log q(z|s) of the latest held-out evaluation (`eval/log_q_z`); `log_q_z` is the
+    training batches' (none for an imported library)."""
 
     @property
     def date(self) -> str:
@@ -247,6 +252,7 @@ def _library_info(run, experiment_name: str) -> LibraryInfo:
         started=run.info.start_time / 1000,
         experiment=experiment_name,
         checkpoint=tags.get(TAG_CHECKPOINT, ""),
+        heldout_log_q_z=metrics.get("eval/log_q_z"),
     )
 
 
@@ -289,8 +295,7 @@ def find_library(
     ConfigError, not the most recent library."""
     if reference is not None and not reference.strip():
         raise ConfigError(
-            f"{reference!r} names no library: give a library name, run id, models:/ URI or "
-            "'latest'"
+            f"{reference!r} names no library: give a library name, run id, models:/ URI or 'latest'"
         )
     libraries = list_libraries(tracking_uri, experiment, client)
     if not libraries:
