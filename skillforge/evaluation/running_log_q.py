@@ -34,10 +34,7 @@ def running_log_q(
         value = log_q_at.get(step)
         if not ended or value is None:
             continue
-        # `ended` episodes with the same value: the first sets it, each moves it 1 - smoothing
-        if running is None:
-            running = value
-        else:
-            running = value + (running - value) * smoothing**ended
+        # `ended` episodes of one value: the first sets it, each moves it by 1 - smoothing
+        running = value if running is None else value + (running - value) * smoothing**ended
         points.append((finished, running))
     return points
