@@ -17,6 +17,7 @@ from skillforge.app.library import promote_library
 from skillforge.core.config import NO_EVALUATION, HierarchicalConfig
 from skillforge.core.errors import ConfigError, EnvError
 from skillforge.reuse import baselines
+from skillforge.reuse.budget import TaskBudget
 from skillforge.reuse.meta_controller import reward_scale_for, train_meta_controller
 from skillforge.reuse.skill_actions import SkillActionEnvs, SkillActionWrapper, run_skill_policy
 from skillforge.reuse.task_sac import TaskSACSettings, scratch_agent, train_task_sac
@@ -215,13 +216,15 @@ def test_baselines_at_the_same_budget(library):
         def on_step(self, step, metrics):
             reported.append(step)
 
-    returns = baselines.random_skills(lanes, 1_000, seed=0, callbacks=[Recorder()])
+    budget = TaskBudget(1_005)
+    returns = baselines.random_skills(lanes, 1_005, 0, [Recorder()], budget)
     # two lanes in lockstep, counted one after the other: four episodes by 800 steps; the
-    # two started then are cut at 1,000
-    assert len(returns) == 4 and reported == [390, 400, 790, 800]
+    # two started then are cut at 1,000 (5 steps are less than a decision: left)
+    assert len(returns) == 4 and reported == [390, 400, 790, 800] and budget.used == 1_000
     env, settings = gym.make("Pendulum-v1"), TaskSACSettings(hidden=32, batch_size=32)
-    sac_returns = train_task_sac(scratch_agent(env, settings), env, 400, 0, settings)
-    assert len(sac_returns) == 2
+    budget = TaskBudget(400)
+    sac_returns = train_task_sac(scratch_agent(env, settings), env, budget, 0, settings)
+    assert len(sac_returns) == 2 and budget.used == 400
 
 
 def test_tracked_run_is_linked_to_its_library(library, store):
@@ -249,6 +252,10 @@ def test_tracked_run_is_linked_to_its_library(library, store):
     assert len(client.get_metric_history(result.run_id, "baseline/random-skills/return")) == 4
     for name in ("meta-controller", "best-skill", "random-skills"):
         assert f"final_return/{name}" in run.data.metrics
+        assert run.data.metrics[f"task_env_steps/{name}"] == 800  # the whole budget, no more
+    assert result.task_env_steps == dict.fromkeys(
+        ("meta-controller", "best-skill", "random-skills"), 800
+    )
     hindsight = run.data.metrics["hindsight_return/best-skill"]  # chosen on the test episodes
     assert hindsight >= run.data.metrics["final_return/best-skill"]
     plots = [a.path for a in client.list_artifacts(result.run_id, "plots")]
@@ -285,7 +292,7 @@ def test_meta_controller_falls_back_to_its_best_skill_when_that_does_better():
     """A budget too small to learn anything: the validation finds the best constant skill
     better than the untrained greedy policy, and the meta-controller deploys that skill."""
     config = HierarchicalConfig(
-        total_steps=2_400,
+        total_steps=6_000,
         skill_steps=20,
         hidden=16,
         learning_starts=1_000,
@@ -304,7 +311,8 @@ def test_meta_controller_falls_back_to_its_best_skill_when_that_does_better():
     with pytest.raises(ValueError, match="validation_envs"):
         train_meta_controller(lanes, config)
     meta = train_meta_controller(lanes, config, [Recorder()], checks)
-    assert reported[:3] == [200, 400, 600]  # the scan: each skill alone for one episode
+    # the selection first: 3 skills on 2 episodes, the 2 best on 6 (200 steps each)
+    assert min(reported) > 18 * 200 and 6_000 - 20 < meta.task_env_steps <= 6_000
     assert set(meta.validation) == {
         "best",
         "meta-controller",

@@ -19,7 +19,12 @@ from typer.testing import CliRunner
 from cli.main import app
 from skillforge.app import pretrain as pipeline
 from skillforge.app.library_file import import_library, read_library_file, save_library
-from skillforge.core.config import NO_EVALUATION, FinetuneConfig, PretrainConfig
+from skillforge.core.config import (
+    NO_EVALUATION,
+    FinetuneConfig,
+    HierarchicalConfig,
+    PretrainConfig,
+)
 from skillforge.core.envs import make_env
 from skillforge.core.errors import CheckpointError, ConfigError
 from skillforge.reuse.task_sac import TaskSACSettings, skill_agent
@@ -146,34 +151,71 @@ def pendulum_library(store, tmp_path):
 
 
 def test_finetune_runs_scores_every_method_alike_and_registers_the_policy(pendulum_library, store):
+    """Every task env step is paid from --steps: the selection (4 skills on 1 episode, the two
+    best on 3 others: 2,000 steps), training, the last check and the comparison with the
+    skill (until the budget is spent); SAC from scratch the same, validated on the same
+    episodes."""
     from skillforge.app.finetune import finetune
 
     config = FinetuneConfig(
-        total_steps=400, batch_size=32, learning_starts=100, baselines=("sac",), eval_episodes=2
+        total_steps=3_400,
+        batch_size=32,
+        learning_starts=100,
+        baselines=("sac",),
+        eval_episodes=2,
+        validation_episodes=1,
     )
     result = finetune("pend", config, store)
     assert set(result.final_returns) == {"best-skill", "start-skill", "finetune", "sac"}
     assert result.final_returns["start-skill"] == result.skill_returns[result.skill]
+    assert result.task_env_steps == {"finetune": 3_400, "sac": 3_400}
     client = MlflowClient(store, registry_uri=store)
     run = client.get_run(result.run_id)
-    # 400 steps, 100 of them before the policy moves: not surely better than its skill
-    assert run.data.tags["skillforge.finetune_fallback"] == "true"
-    assert result.final_returns["finetune"] == pytest.approx(result.final_returns["start-skill"])
-    assert (
-        run.data.metrics["validation_return/start-skill"]
-        > run.data.metrics["validation_lower_bound/finetune"]
-    )
+    metrics = run.data.metrics
+    assert metrics["task_env_steps/finetune"] == metrics["task_env_steps/sac"] == 3_400
+    surely = metrics["validation_lower_bound/finetune"] > metrics["validation_return/start-skill"]
+    assert run.data.tags["skillforge.finetune_fallback"] == str(not surely).lower()
+    assert result.fallback == (not surely)
+    if result.fallback:  # the skill's weights are back: it scores exactly the skill
+        assert result.final_returns["finetune"] == pytest.approx(
+            result.final_returns["start-skill"]
+        )
     assert run.data.tags["mlflow.parentRunId"] == pendulum_library.run_id
-    assert run.data.metrics["final_return/finetune"] == pytest.approx(
-        result.final_returns["finetune"]
-    )
-    assert [m.step for m in client.get_metric_history(result.run_id, "return")] == [200, 400]
+    assert metrics["final_return/finetune"] == pytest.approx(result.final_returns["finetune"])
+    # training episodes come after the selection's 2,000 steps
+    assert [m.step for m in client.get_metric_history(result.run_id, "return")] == [
+        2200,
+        2400,
+        2600,
+    ]
+    assert client.get_metric_history(result.run_id, "baseline/sac/validation_return")
     assert result.model_uri == "models:/pend.finetuned-Pendulum-v1/1"
     import mlflow
 
     mlflow.set_tracking_uri(store)
     model = mlflow.pyfunc.load_model(result.model_uri)
     assert model.predict(np.zeros((3, 3), dtype=np.float32)).shape == (3, 1)
+
+
+def test_finetune_and_hierarchical_pick_the_same_best_skill(pendulum_library, store):
+    """One selection for both (issue 23): the same library, seed and --validation-episodes
+    give the same skill; when fine-tuning is not surely better the output says the skill's
+    weights were put back."""
+    from skillforge.app.hierarchical import train_hierarchical
+
+    hierarchical = HierarchicalConfig(
+        total_steps=6_000, skill_steps=10, hidden=16, envs=2, validation_episodes=2, seed=3
+    )
+    meta = train_hierarchical("pend", hierarchical, store).meta_controller
+    args = ["finetune", "--library", "pend", "--steps", "4_000", "--learning-starts", "100"]
+    args += ["--batch-size", "32", "--validation-episodes", "2", "--eval-episodes", "1"]
+    result = runner.invoke(app, [*args, "--seed", "3", "--tracking-uri", store])
+    assert result.exit_code == 0, result.output
+    assert f"Fine-tuned skill {meta.best_skill} on Pendulum-v1" in result.stdout, result.stdout
+    client = MlflowClient(store)
+    run_id = result.stdout.split("run ")[1].split()[0]
+    fallback = client.get_run(run_id).data.tags["skillforge.finetune_fallback"] == "true"
+    assert ("the skill's own weights are put back" in result.stdout) == fallback
 
 
 def test_finetune_refusals(pendulum_library, store):
@@ -186,9 +228,13 @@ def test_finetune_refusals(pendulum_library, store):
 
     before = runs()
     with pytest.raises(ConfigError, match="out of range"):
-        finetune("pend", FinetuneConfig(skill="4", total_steps=10), store)
+        finetune("pend", FinetuneConfig(skill="4", total_steps=10, learning_starts=0), store)
     with pytest.raises(Exception, match="was learned on Pendulum-v1"):
-        finetune("pend", FinetuneConfig(task="halfcheetah-goal", total_steps=10), store)
+        config = FinetuneConfig(task="halfcheetah-goal", total_steps=10, learning_starts=0)
+        finetune("pend", config, store)
+    # the default --learning-starts 10,000 holds the policy still for longer than 2,000 steps
+    result = runner.invoke(app, ["finetune", "--library", "pend", "--steps", "2000"])
+    assert_one_line_error(result, "--learning-starts 10,000", "pass e.g. --learning-starts 500")
     assert runs() == before  # refusals create no run
     with pytest.raises(ConfigError, match="--skill must be"):
         FinetuneConfig(skill="fast")
