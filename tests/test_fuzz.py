@@ -177,6 +177,7 @@ NAMES = {
     "../../x": REFUSED, "..": REFUSED, "a/b": REFUSED, "/etc": REFUSED, ".hidden": REFUSED,
     "a..b": REFUSED, "a'; drop table runs; --": REFUSED, "a b": REFUSED, " ": REFUSED,
     "x" * 65: REFUSED, "ünïcødé": REFUSED, "-x": REFUSED, "a\\b": REFUSED, "a\nb": REFUSED,
+    "": REFUSED,  # empty is not "the default name": leave --name out for that
     "fuzz-ok_1.v2": "fuzz-ok_1.v2", "CON": "CON",
 }  # fmt: skip
 
@@ -191,7 +192,7 @@ def test_library_names_cannot_be_paths_or_sql(place, recorded):
         assert call is not None and call["config"].name == expected, args
         checkpoint = Path(call["checkpoint"])
         assert checkpoint == Path(place["ck"]).resolve() / expected / "checkpoint.pt"
-    args = pretrain_args(place, "--name", "")  # empty: the default name
+    args = pretrain_args(place)  # no --name: the default name
     call = outcome(invoke(args), args, recorded)
     assert re.fullmatch(r"pendulum-20sk-[0-9a-f]{6}", call["config"].name)
 
