@@ -100,7 +100,8 @@ class TrainingProgress:
         )
         self._plain.start(info["step"], total)
         if self.announce and not self.live:
-            self._print(f"{self.label}: {total:,} {self.unit}")
+            unit = self.unit.removesuffix("s") if total == 1 else self.unit
+            self._print(f"{self.label}: {total:,} {unit}")
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
         summary = self.summary(metrics)
