@@ -1,7 +1,8 @@
 """Does the meta-controller at least match its own best skill? The table of issue 15.
 
     python benchmarks/bench_meta_controller.py [--store DIR] [--library NAME]
-        [--steps 200000] [--seeds 0,1,2] [--skill-steps 10,50] [--eval-episodes 20] [--jobs 2]
+        [--steps 200000] [--seeds 0,1,2] [--skill-steps 10,50] [--eval-episodes 20]
+        [--validation-episodes 2] [--jobs 2]
 
 On the library's own env and real reward (Hopper-v5 for the default library: 20 skills,
 2 x 300 units, `skillforge pretrain hopper --steps 100000`, imported from
@@ -13,7 +14,9 @@ skill is the one chosen on selection episodes apart from the test episodes (the 
 meta-controller falls back to); the best skill in hindsight, chosen on the test episodes
 themselves, is recorded too. The meta-controller is also reported by its best validation
 return and by what it deployed (its network, or its best skill when validation preferred
-that). Every run's curves and `plots/meta_controller.png`
+that). Both methods pay every task env step (selection, validation, training) from the same
+`--steps` and record what they used (`task_env_steps`); a run whose two differ by more than
+1% is refused. Every run's curves and `plots/meta_controller.png`
 are in the store. Writes `benchmarks/results/meta_controller.json`, one record per run,
 keeping the records of an earlier (interrupted) call.
 """
@@ -44,14 +47,14 @@ def ensure_library(name: str, store: str) -> None:
         import_library(SHIPPED / f"{name}.pt", name=name, tracking_uri=store)
 
 
-def run_one(job: tuple[str, str, int, int, int]) -> dict:
+def run_one(job: tuple[str, str, int, int, int, int, int]) -> dict:
     """One hierarchical run, in its own process with one torch thread."""
     import torch
 
     from skillforge import HierarchicalConfig, train_hierarchical
 
     torch.set_num_threads(1)
-    library, store, steps, skill_steps, seed, eval_episodes = job
+    library, store, steps, skill_steps, seed, eval_episodes, validation_episodes = job
     started = time.perf_counter()
     config = HierarchicalConfig(
         skill_steps=skill_steps,
@@ -60,8 +63,12 @@ def run_one(job: tuple[str, str, int, int, int]) -> dict:
         skills_from="checkpoint",
         baselines=("best-skill",),
         eval_episodes=eval_episodes,
+        validation_episodes=validation_episodes,
     )
     result = train_hierarchical(library, config, store)
+    from skillforge.reuse.budget import check_equal_experience
+
+    check_equal_experience(result.task_env_steps, f"K={skill_steps} seed {seed}")
     meta = result.meta_controller
     from mlflow.tracking import MlflowClient
 
@@ -79,6 +86,8 @@ def run_one(job: tuple[str, str, int, int, int]) -> dict:
         "best_validation_return": meta.validation["best"],
         "validation_curve": meta.validation_curve,
         "validation_env_steps": meta.validation_env_steps,
+        "validation_episodes": validation_episodes,
+        "task_env_steps": result.task_env_steps,
         "run_id": result.run_id,
         "minutes": round((time.perf_counter() - started) / 60, 1),
     }
@@ -99,29 +108,51 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--skill-steps", default="10,50")
     parser.add_argument("--eval-episodes", type=int, default=20)
+    parser.add_argument(
+        "--validation-episodes",
+        type=int,
+        default=2,
+        help="paid from --steps: every skill plays this many in the selection",
+    )
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--json", default=str(RESULTS))
     args = parser.parse_args()
     folder = Path(args.store).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     os.chdir(folder)  # checkpoints and mlruns of the store live next to it
     store = f"sqlite:///{folder / 'mlflow.db'}"
     ensure_library(args.library, store)
-    done = json.loads(RESULTS.read_text())["runs"] if RESULTS.is_file() else []
+    out = Path(args.json)
+    earlier = json.loads(out.read_text())["runs"] if out.is_file() else []
+    # runs from before every task env step was counted are kept, not compared
+    uncounted = [r for r in earlier if "task_env_steps" not in r]
+    done = [r for r in earlier if "task_env_steps" in r]
     finished = {
         (r["library"], r["env_steps"], r["skill_steps"], r["seed"], r["eval_episodes"])
         for r in done
     }
     jobs = [
-        (args.library, store, args.steps, int(k), int(seed), args.eval_episodes)
+        (
+            args.library,
+            store,
+            args.steps,
+            int(k),
+            int(seed),
+            args.eval_episodes,
+            args.validation_episodes,
+        )
         for k in args.skill_steps.split(",")
         for seed in args.seeds.split(",")
         if (args.library, args.steps, int(k), int(seed), args.eval_episodes) not in finished
     ]
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-        for record in pool.imap_unordered(run_one, jobs):
-            done.append(record)
-            RESULTS.parent.mkdir(exist_ok=True)
-            RESULTS.write_text(json.dumps({"runs": done}, indent=1) + "\n")
+        try:
+            for record in pool.imap_unordered(run_one, jobs):
+                done.append(record)
+                out.parent.mkdir(exist_ok=True)
+                out.write_text(json.dumps({"runs": uncounted + done}, indent=1) + "\n")
+        except ValueError as error:  # unequal task experience
+            raise SystemExit(f"error: {error}") from None
     print("| library | K | seed | meta-controller | deployed | best skill | in hindsight |")
     print("|---|---|---|---|---|---|---|")
     for r in sorted(done, key=lambda r: (r["library"], r["skill_steps"], r["seed"])):
@@ -129,7 +160,7 @@ def main() -> None:
             f"| {r['library']} | {r['skill_steps']} | {r['seed']} | {r['meta-controller']:,.0f} | "
             f"{r['deployed']} | {r['best-skill']:,.0f} | {r['best-skill-in-hindsight']:,.0f} |"
         )
-    print(f"wrote {RESULTS}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

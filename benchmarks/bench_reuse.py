@@ -11,10 +11,15 @@ at the same env-step budget:
 - `skillforge finetune` (SAC starting from the best skill; baseline SAC from scratch with
   the same networks and settings).
 
-Every final return is greedy, on the same held-out episodes run to their end. Results go
-to `benchmarks/results/reuse.json` (`{"tasks": [{"task", "library", "env_steps",
-"pretrain_steps", "returns": {method: [one final return per seed]}}]}`) and a plot
-`benchmarks/results/reuse.png`. Every run is an MLflow run of the store; the JSON also keeps
+Every method has the same task experience: every env step it takes on the task's reward
+(skill selection, validation, training) is paid from the same `env_steps` budget, and its
+run records what it used (`task_env_steps/<method>`); a comparison whose methods' task env
+steps differ by more than 1% is refused. Pretraining is not counted (it uses no task
+reward). Every final return is greedy, on the same held-out episodes run to their end.
+Results go to `benchmarks/results/reuse.json` (`{"tasks": [{"task", "library", "objective",
+"env_steps", "pretrain_steps", "returns": {method: [one final return per seed]},
+"task_env_steps": {method: [per seed]}}]}`) and a plot `benchmarks/results/reuse.png`.
+Every run is an MLflow run of the store; the JSON also keeps
 each finished run's record (`"runs"`), so an interrupted benchmark continues where it stopped,
 in the same store or in a new one on another machine (a run in the store supersedes its
 record in the JSON).
@@ -23,6 +28,7 @@ record in the JSON).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -33,6 +39,14 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 SHIPPED = Path(__file__).parent.parent / "exports" / "libraries"
 METHODS = ("meta-controller", "finetune", "best-skill", "random-skills", "sac")
+CURVES = {
+    "hierarchical": {
+        "meta-controller": "validation_return",
+        "best-skill": "baseline/best-skill/validation_return",
+    },
+    "finetune": {"finetune": "validation_return", "sac": "baseline/sac/validation_return"},
+}
+"""Each method's greedy return on the same validation episodes against task env steps."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,7 @@ class Library:
     skills: int
     steps: int
     features: str = "all"
+    objective: str = "diayn"
     hidden: int = 128
     batch_size: int = 128
     learning_starts: int = 5_000
@@ -51,12 +66,15 @@ class Library:
 
 @dataclass(frozen=True)
 class Task:
-    """A downstream task, the library it reuses, its env-step budget and K."""
+    """A downstream task, the library it reuses, its env-step budget and K; the validation
+    episodes (the best skill's selection and every check) are paid from the budget, so a
+    small budget takes few."""
 
     name: str
     library: Library
     env_steps: int
     skill_steps: int
+    validation_episodes: int = 2
 
 
 HOPPER = Library("hopper", "Hopper-v5", 10, 60_000)
@@ -104,12 +122,20 @@ def ensure_library(library: Library, store: str) -> None:
     pretrain(config, store, evaluation=EvaluationOptions(episodes=5, every=0, video=False))
 
 
-def run_job(job: tuple[str, str, int, str]) -> None:
+def with_budget(env_steps: int | None) -> None:
+    """Every task at `env_steps` task env steps instead of its own (a quick check), if given."""
+    if env_steps:
+        for name, task in TASKS.items():
+            TASKS[name] = dataclasses.replace(task, env_steps=env_steps)
+
+
+def run_job(job: tuple[str, str, int, str, int | None]) -> None:
     """One (task, command, seed) in its own process with one torch thread."""
     import torch
 
     torch.set_num_threads(1)
-    task_name, command, seed, store = job
+    task_name, command, seed, store, env_steps = job
+    with_budget(env_steps)
     task = TASKS[task_name]
     started = time.perf_counter()
     if command == "hierarchical":
@@ -122,6 +148,8 @@ def run_job(job: tuple[str, str, int, str]) -> None:
             seed=seed,
             skills_from="checkpoint",
             baselines=("best-skill", "random-skills"),
+            validation_episodes=task.validation_episodes,
+            validate_every=task.env_steps // 4,
         )
         final = train_hierarchical(task.library.name, config, store).final_returns
     else:
@@ -135,6 +163,8 @@ def run_job(job: tuple[str, str, int, str]) -> None:
             batch_size=task.library.batch_size,
             learning_starts=min(10_000, task.env_steps // 10),
             baselines=("sac",),
+            validation_episodes=task.validation_episodes,
+            validate_every=task.env_steps // 4,
         )
         final = finetune(task.library.name, config, store).final_returns
         final = {name: final[name] for name in ("finetune", "sac")}
@@ -156,11 +186,8 @@ def recorded_runs(store: str) -> list[dict]:
     for kind, command in (("meta", "hierarchical"), ("finetune", "finetune")):
         query = f"tags.`skillforge.kind` = '{kind}'"
         for run in client.search_runs(experiments, query, order_by=["attributes.start_time DESC"]):
-            finals = {
-                key.removeprefix("final_return/"): value
-                for key, value in run.data.metrics.items()
-                if key.startswith("final_return/")
-            }
+            finals = metrics_under(run, "final_return/")
+            spent = metrics_under(run, "task_env_steps/")
             if command == "finetune":
                 finals = {m: v for m, v in finals.items() if m in ("finetune", "sac")}
             else:
@@ -172,6 +199,8 @@ def recorded_runs(store: str) -> list[dict]:
                 continue
             if run.info.status != "FINISHED" or not finals or key in seen:
                 continue  # newest first: a rerun supersedes an earlier run
+            if not spent:
+                continue  # from before every task env step was counted: not comparable
             seen.add(key)
             record = {
                 "task": params["task"],
@@ -180,11 +209,24 @@ def recorded_runs(store: str) -> list[dict]:
                 "seed": int(params["seed"]),
                 "env_steps": int(params["total_steps"]),
                 "returns": finals,
+                "task_env_steps": {m: spent[m] for m in finals if m in spent},
+                "curves": {
+                    method: [
+                        [m.step, m.value] for m in client.get_metric_history(run.info.run_id, key)
+                    ]
+                    for method, key in CURVES[command].items()
+                },
             }
             if command == "hierarchical":
                 record["learner"] = LEARNER
             records.append(record)
     return records
+
+
+def metrics_under(run, prefix: str) -> dict[str, float]:
+    """The run's metrics named `<prefix><method>`, by method."""
+    metrics = run.data.metrics.items()
+    return {key.removeprefix(prefix): value for key, value in metrics if key.startswith(prefix)}
 
 
 def run_key(record: dict) -> tuple:
@@ -203,7 +245,9 @@ def current_runs(store: str, earlier: list[dict]) -> list[dict]:
     records += [
         record
         for record in earlier
-        if run_key(record) not in keys and record.get("learner", LEARNER) == LEARNER
+        if run_key(record) not in keys
+        and record.get("learner", LEARNER) == LEARNER
+        and "task_env_steps" in record
     ]
     return [
         record
@@ -215,24 +259,35 @@ def current_runs(store: str, earlier: list[dict]) -> list[dict]:
 
 
 def summarise(done: list[dict], seeds: list[int], tasks: list[str]) -> dict:
-    """reuse.json: per task, one final return per seed for every method."""
+    """reuse.json: per task, one final return and the task env steps it took per seed for
+    every method; refuses (ValueError) a seed whose methods' task env steps differ by more
+    than 1%."""
+    from skillforge.reuse.budget import check_equal_experience
+
     entries = []
     for name in tasks:
         task = TASKS[name]
         returns: dict[str, list[float]] = {}
+        spent: dict[str, list[float]] = {}
+        for seed in seeds:
+            records = [r for r in done if r["task"] == name and r["seed"] == seed]
+            steps = {m: v for r in records for m, v in r["task_env_steps"].items()}
+            check_equal_experience(steps, f"{name}, seed {seed}")
         for method in METHODS:
-            values = [
-                record["returns"][method]
+            found = [
+                record
                 for seed in seeds
                 for record in done
                 if record["task"] == name and record["seed"] == seed and method in record["returns"]
             ]
-            if values:
-                returns[method] = values
+            if found:
+                returns[method] = [record["returns"][method] for record in found]
+                spent[method] = [record["task_env_steps"][method] for record in found]
         entries.append(
             {
                 "task": name,
                 "library": task.library.name,
+                "objective": task.library.objective,
                 "env_steps": task.env_steps,
                 "pretrain_steps": task.library.steps,
                 "skill_steps": task.skill_steps,
@@ -245,13 +300,16 @@ def summarise(done: list[dict], seeds: list[int], tasks: list[str]) -> dict:
                 },
                 "seeds": seeds,
                 "returns": returns,
+                "task_env_steps": spent,
             }
         )
     return {"tasks": entries}
 
 
-def plot(summary: dict, path: Path) -> None:
-    """One panel per task: mean final return per method, a dot per seed."""
+def plot(summary: dict, runs: list[dict], path: Path) -> None:
+    """Two panels per task: each method's greedy return on the validation episodes against
+    task env steps (mean over seeds, the band from the lowest to the highest seed), and the
+    mean final return per method with a dot per seed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -259,8 +317,32 @@ def plot(summary: dict, path: Path) -> None:
     import numpy as np
 
     tasks = summary["tasks"]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
+    fig, axes = plt.subplots(2, len(tasks), figsize=(4.5 * len(tasks), 7.2), squeeze=False)
     for ax, entry in zip(axes[0], tasks, strict=True):
+        grid = np.linspace(0, entry["env_steps"], 60)
+        for method in METHODS:
+            curves = [
+                record["curves"][method]
+                for record in runs
+                if record["task"] == entry["task"]
+                and record["seed"] in entry["seeds"]
+                and record.get("curves", {}).get(method)
+            ]
+            if not curves:
+                continue
+            # each seed's last validation return at or before each step of the grid
+            values = np.array([held(np.array(curve), grid) for curve in curves])
+            with np.errstate(all="ignore"):
+                mean = np.nanmean(values, axis=0)
+            (line,) = ax.plot(grid, mean, label=method)
+            low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+            ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2)
+        ax.set_title(f"{entry['task']}: validation curves")
+        ax.set_xlabel("task env steps")
+        ax.set_ylabel("greedy return (validation episodes)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    for ax, entry in zip(axes[1], tasks, strict=True):
         methods = [m for m in METHODS if m in entry["returns"]]
         means = [np.mean(entry["returns"][m]) for m in methods]
         ax.bar(range(len(methods)), means, color="#9ab")
@@ -275,6 +357,15 @@ def plot(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def held(curve, grid):
+    """A (step, value) curve read at every step of `grid`: its last value at or before it
+    (NaN before its first point)."""
+    import numpy as np
+
+    index = np.searchsorted(curve[:, 0], grid, side="right") - 1
+    return np.where(index >= 0, curve[np.maximum(index, 0), 1], np.nan)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", default="reuse-bench", help="folder of the MLflow store")
@@ -282,6 +373,9 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--jobs", type=int, default=2, help="processes at once (1 thread each)")
     parser.add_argument("--json", default=str(RESULTS / "reuse.json"))
+    parser.add_argument(
+        "--env-steps", type=int, help="every task at this budget instead of its own (a check)"
+    )
     parser.add_argument(
         "--report-only",
         action="store_true",
@@ -293,6 +387,7 @@ def main() -> None:
     unknown = [name for name in tasks if name not in TASKS]
     if unknown:
         parser.error(f"unknown task {unknown}; tasks: {', '.join(TASKS)}")
+    with_budget(args.env_steps)
 
     folder = Path(args.store).resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -306,7 +401,7 @@ def main() -> None:
     earlier = json.loads(out.read_text()).get("runs", []) if out.is_file() else []
     finished = {(r["task"], r["command"], r["seed"]) for r in current_runs(store, earlier)}
     jobs = [
-        (name, command, seed, store)
+        (name, command, seed, store, args.env_steps)
         for seed in seeds
         for name in tasks
         for command in ("hierarchical", "finetune")
@@ -320,12 +415,15 @@ def main() -> None:
                 pass  # each run is recorded in the store
 
     done = current_runs(store, earlier)
-    summary = summarise(done, seeds, list(TASKS))  # every task: a partial call loses none
+    try:
+        summary = summarise(done, seeds, list(TASKS))  # every task: a partial call loses none
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     kept = {run_key(record) for record in done}
     summary["runs"] = done + [r for r in earlier if run_key(r) not in kept]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")
-    plot(summary, out.with_suffix(".png"))
+    plot(summary, done, out.with_suffix(".png"))
     for entry in summary["tasks"]:
         line = ", ".join(
             f"{method} {sum(v) / len(v):.2f}" for method, v in entry["returns"].items()

@@ -16,7 +16,7 @@ from gymnasium.wrappers import TimeLimit
 from skillforge.core.config import HierarchicalConfig
 from skillforge.reuse import baselines
 from skillforge.reuse.baselines import SELECTION_SEED_OFFSET
-from skillforge.reuse.budget import TaskBudget
+from skillforge.reuse.budget import TaskBudget, check_equal_experience
 from skillforge.reuse.meta_controller import dqn_loss, train_meta_controller, window_return
 from skillforge.reuse.meta_selection import lower_bound, surely_better
 from skillforge.reuse.skill_actions import SkillActionEnvs, run_skill_policy
@@ -259,3 +259,9 @@ def test_a_tie_keeps_the_skill():
     meta = train_meta_controller(lanes, settings, (), checks)
     assert meta.validation["meta-controller-lower-bound"] == meta.validation["best-skill"] == 0.0
     assert meta.fallback == meta.best_skill == 0
+
+
+def test_unequal_experience_is_no_comparison():
+    check_equal_experience({"meta-controller": 20_000, "sac": 19_850})  # within 1%
+    with pytest.raises(ValueError, match="unequal task experience"):
+        check_equal_experience({"meta-controller": 20_000, "sac": 19_700})

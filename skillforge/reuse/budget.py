@@ -41,3 +41,22 @@ class TaskBudget:
     def release(self) -> None:
         """The end has come: everything that remains is available."""
         self.reserved = 0
+
+
+EQUAL_EXPERIENCE = 0.01
+"""Methods are compared only if their task env steps differ by at most this share."""
+
+
+def check_equal_experience(task_env_steps: dict[str, float], context: str = "") -> None:
+    """Refuse (ValueError) to compare methods whose task env steps differ by more than
+    `EQUAL_EXPERIENCE` of the largest: they did not have the same experience of the task."""
+    if not task_env_steps:
+        return
+    most, least = max(task_env_steps.values()), min(task_env_steps.values())
+    if most - least > EQUAL_EXPERIENCE * most:
+        spent = ", ".join(f"{name} {steps:,.0f}" for name, steps in task_env_steps.items())
+        where = f" ({context})" if context else ""
+        raise ValueError(
+            f"unequal task experience{where}: {spent} task env steps differ by more than "
+            f"{EQUAL_EXPERIENCE:.0%}; no comparison"
+        )
