@@ -17,7 +17,6 @@ def downstream_command():
     from cli.pretrain import echoed_warnings
     from cli.progress import phase_bars, phase_label
     from skillforge.app.downstream import RunInterrupted
-    from skillforge.reuse.phases import unit_of
 
     try:
         with echoed_warnings(), phase_bars() as progress_for:
@@ -25,7 +24,7 @@ def downstream_command():
     except RunInterrupted as stop:
         typer.echo(
             f"Stopped ({stop.signal_name}) during {phase_label(stop.phase)} at {stop.done:,} "
-            f"of {stop.total:,} {unit_of(stop.phase)}: run {stop.run_id} is kept as KILLED "
+            f"of {stop.total:,} {stop.unit}: run {stop.run_id} is kept as KILLED "
             f"with what it logged, nothing was registered. Run it again with: {typed_command()}",
             err=True,
         )

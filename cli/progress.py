@@ -94,6 +94,8 @@ class TrainingProgress:
             self.progress.stop()
 
     def on_start(self, info: dict) -> None:
+        """`info`: `step`, `total_steps`, and the `unit` counted if not `self.unit`."""
+        self.unit = self._plain.unit = info.get("unit", self.unit)
         total = info["total_steps"]
         self.task = self.progress.add_task(
             self.label, total=total, completed=info["step"], summary="", unit=self.unit
@@ -171,7 +173,6 @@ def clock(seconds: float) -> str:
 
 
 PHASE_LABELS = {
-    "scan": "skill scan",
     "selection": "best-skill selection",
     "meta": "meta-controller",
     "random-skills": "random skills",
@@ -192,17 +193,14 @@ def phase_label(phase: str) -> str:
 @contextlib.contextmanager
 def phase_bars(log_seconds: float = 30.0):
     """A progress bar per phase of a downstream command, one under the other: yields
-    `progress_for(phase, total)`, which opens the phase's bar and returns it as the phase's
-    callbacks (see `skillforge.reuse.phases`)."""
-    from skillforge.reuse.phases import unit_of
-
+    `progress_for(phase, total)`, which returns the phase's bar as its callbacks (see
+    `skillforge.reuse.phases`); the bar shows itself when the phase starts."""
     progress = _bars()
     live = progress.console.is_terminal
 
     def progress_for(phase: str, total: int) -> list[TrainingProgress]:
-        label, unit = phase_label(phase), unit_of(phase)
-        bar = TrainingProgress(label, return_summary, "", log_seconds, unit, progress, True)
-        return [bar]
+        label = phase_label(phase)
+        return [TrainingProgress(label, return_summary, "", log_seconds, "steps", progress, True)]
 
     if live:
         progress.start()

@@ -82,13 +82,11 @@ def test_every_phase_announces_itself_and_shows_rate_and_eta(folder, args, expec
 
 def test_a_phase_line_comes_every_log_interval_with_its_rate_and_eta(capsys):
     from cli.progress import phase_bars
+    from skillforge.reuse.phases import phase
 
-    with phase_bars(log_seconds=0.0) as progress_for:
-        (bar,) = progress_for("selection", 40)
-        bar.on_start({"step": 0, "total_steps": 40})
+    with phase_bars(log_seconds=0.0) as progress_for, phase(progress_for, "selection", 40) as bar:
         for done in (10, 20):
             bar.on_progress(done)
-        bar.on_end(None)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "best-skill selection: 40 episodes"
     assert [line.split(" (")[0] for line in lines[1:]] == [

@@ -36,10 +36,10 @@ class RunInterrupted(SkillforgeError):
 
     def __init__(self, run_id: str, phase: str, done: int, total: int, signal_name: str):
         self.run_id, self.phase, self.done, self.total = run_id, phase, done, total
-        self.signal_name = signal_name
+        self.signal_name, self.unit = signal_name, unit_of(phase)
         super().__init__(
-            f"stopped by {signal_name} during {phase} at {done:,} of {total:,} "
-            f"{unit_of(phase)}; run {run_id} ended as KILLED, nothing registered"
+            f"stopped by {signal_name} during {phase} at {done:,} of {total:,} {self.unit}; "
+            f"run {run_id} ended as KILLED, nothing registered"
         )
 
 

@@ -3,14 +3,15 @@ a stop request, a test).
 
 Whoever runs the work hands it `callbacks_for(phase, total)`: the callbacks of one phase that
 counts `total` units of work (`unit_of(phase)`: env steps, episodes or models). The phase
-calls `on_start({"step": 0, "total_steps": total})`, then `on_progress(done)` at every step
-boundary (after an env step, a batch of skill decisions or an episode), `on_step(step,
-metrics)` where training reports its episodes, and `on_end(result)` (not when it stopped
-early). A listener may raise from any of them to stop the work at that boundary.
+calls `on_start({"step": 0, "total_steps": total, "unit": unit})` (no unit: env steps),
+then `on_progress(done)` at every step boundary (after an env step, a batch of skill
+decisions or an episode), `on_step(step, metrics)` where training reports its episodes, and
+`on_end(result)` (not when it stopped early). A listener may raise from any of them to stop
+the work at that boundary.
 
-Phases: `scan` (every skill alone, one episode each), `selection` (the best single skill on
-selection episodes), `validation/<what>`, the training of a method (`meta`, `finetune`,
-`sac`, `random-skills`), `evaluation/<what>` (held-out episodes), `registration`.
+Phases: `selection` (the best single skill on selection episodes), `validation/<what>`, the
+training of a method (`meta`, `finetune`, `sac`, `random-skills`), `evaluation/<what>`
+(held-out episodes), `registration`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from skillforge.rl.callbacks import CallbackList
 
 CallbacksFor = Callable[[str, int], Iterable[object]]
-EPISODE_PHASES = ("scan", "selection", "validation", "evaluation")
+EPISODE_PHASES = ("selection", "validation", "evaluation")
 
 
 def no_callbacks(phase: str, total: int) -> tuple:
@@ -41,7 +42,7 @@ def unit_of(phase: str) -> str:
 def phase(callbacks_for: CallbacksFor, name: str, total: int) -> Iterator[CallbackList]:
     """The callbacks of phase `name`, started; ended when the block ends without an error."""
     callbacks = CallbackList(callbacks_for(name, total))
-    callbacks.on_start({"step": 0, "total_steps": total})
+    callbacks.on_start({"step": 0, "total_steps": total, "unit": unit_of(name)})
     yield callbacks
     callbacks.on_end(None)
 
