@@ -71,7 +71,7 @@ def library_show(
 def running_log_q_text(points: list[tuple[int, float]]) -> str:
     """The end of a library's running log q(z|s) curve, for `library show` and `evaluate`."""
     if not points:
-        return "unavailable (the run logged no episode counts: imported, or made before them)"
+        return "unavailable (no training log q(z|s) with episode counts: imported, METRA, or older)"
     episodes, value = points[-1]
     return f"{value:.3f} after {episodes:,} episodes (training, smoothed as DIAYN-PyTorch plots it)"
 
