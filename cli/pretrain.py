@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import Experiment, Threads, TrackingUri, app, defaults
+from cli.app import Experiment, Threads, TrackingUri, app, defaults, given_or_absent
 from skillforge.core.config import (
     DEFAULT_STORE_TIMEOUT,
     EvaluationOptions,
@@ -72,7 +72,12 @@ def pretrain(
     experiment: Experiment = "skillforge",
     name: Annotated[
         str | None,
-        typer.Option(help="Library name. Default: <env>-<N>sk-<run id>.", show_default=False),
+        typer.Option(
+            help="Library name. Default: the env id without its version, the number of skills "
+            "and the run id's first 6 characters, e.g. hopper-20sk-1a2b3c.",
+            show_default=False,
+            callback=given_or_absent,
+        ),
     ] = None,
     checkpoint_every: CheckpointEvery = PRETRAIN.checkpoint_every,
     checkpoint_dir: Annotated[
