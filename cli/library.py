@@ -18,7 +18,8 @@ app.add_typer(library_app, name="library")
 
 @library_app.command("list")
 def library_list(tracking_uri: TrackingUri = None) -> None:
-    """List the skill libraries in the store, newest first."""
+    """List the skill libraries in the store, newest first, with the held-out log q(z|s) of
+    their latest evaluation."""
     from skillforge.store.tracking import list_libraries
 
     libraries = list_libraries(tracking_uri)
@@ -48,7 +49,8 @@ def library_show(
     library: LibraryArgument,
     tracking_uri: TrackingUri = None,
 ) -> None:
-    """Show one library, skill by skill, with its library model and aliases."""
+    """Show one library, skill by skill, with its library model, aliases and running log q(z|s)
+    (training, against episodes, as DIAYN-PyTorch plots it)."""
     from skillforge.app.library import show_library
 
     view = show_library(library, tracking_uri)
