@@ -18,7 +18,7 @@ from skillforge.app.load import load_library
 from skillforge.core.config import DEFAULT_STORE_TIMEOUT
 from skillforge.core.errors import SkillforgeError, first_line
 from skillforge.core.versions import __version__
-from skillforge.reuse.phases import CallbacksFor, no_callbacks, unit_of
+from skillforge.reuse.phases import CallbacksFor, no_callbacks
 from skillforge.reuse.tasks import task_env_id
 from skillforge.rl.callbacks import CallbackList
 from skillforge.rl.signals import StopRequest
@@ -31,12 +31,14 @@ logger = logging.getLogger("skillforge")
 
 class RunInterrupted(SkillforgeError):
     """A downstream run stopped on request (Ctrl-C or SIGTERM) at a step boundary of `phase`
-    (`done` of `total` units): its MLflow run ended as KILLED with what it had logged, and
+    (`done` of `total` `unit`): its MLflow run ended as KILLED with what it had logged, and
     nothing was registered."""
 
-    def __init__(self, run_id: str, phase: str, done: int, total: int, signal_name: str):
+    def __init__(
+        self, run_id: str, phase: str, done: int, total: int, unit: str, signal_name: str
+    ) -> None:
         self.run_id, self.phase, self.done, self.total = run_id, phase, done, total
-        self.signal_name, self.unit = signal_name, unit_of(phase)
+        self.signal_name, self.unit = signal_name, unit
         super().__init__(
             f"stopped by {signal_name} during {phase} at {done:,} of {total:,} {self.unit}; "
             f"run {run_id} ended as KILLED, nothing registered"
@@ -53,9 +55,10 @@ class _Watch:
     boundary once a stop was requested."""
 
     def __init__(self, run: DownstreamRun, phase: str, total: int) -> None:
-        self.run, self.phase, self.total = run, phase, total
+        self.run, self.phase, self.total, self.unit = run, phase, total, "steps"
 
     def on_start(self, info: dict) -> None:
+        self.unit = info.get("unit", self.unit)
         self._at(info["step"])
 
     def on_progress(self, done: int) -> None:
@@ -65,7 +68,7 @@ class _Watch:
         self._at(step)
 
     def _at(self, done: int) -> None:
-        self.run.position = (self.phase, done, self.total)
+        self.run.position = (self.phase, done, self.total, self.unit)
         if self.run.stop:
             raise _Stop
 
@@ -106,8 +109,8 @@ class DownstreamRun:
     """The caller's callbacks of each phase (progress bars)."""
     stop: object = False
     """True once a stop was requested (a `StopRequest` while the command runs)."""
-    position: tuple[str, int, int] = field(default=("start", 0, 0))
-    """(phase, done, total) at the last step boundary."""
+    position: tuple[str, int, int, str] = field(default=("start", 0, 0, "steps"))
+    """(phase, done, total, unit) at the last step boundary."""
 
     @classmethod
     def start(
@@ -164,19 +167,19 @@ class DownstreamRun:
 
     def end_interrupted(self, signal_name: str) -> RunInterrupted:
         """Deliver what the phases logged, end the run as KILLED; the error that says so."""
-        phase, done, total = self.position
+        phase, done, total, unit = self.position
         deadline = time.monotonic() + END_RECORD_TIMEOUT
         try:
             for tracker in self.trackers:
                 tracker.close(timeout=max(0.0, deadline - time.monotonic()))
-            status = f"interrupted during {phase} at {done} of {total}"
+            status = f"interrupted during {phase} at {done} of {total} {unit}"
             self.client.set_tag(self.run_id, tracking.TAG_STATUS, status)
             self.client.set_terminated(self.run_id, "KILLED")
         except Exception as error:  # the store is gone too: say so, the stop stands
             logger.warning(
                 "could not record the stop in run %s (%s)", self.run_id, first_line(error)
             )
-        return RunInterrupted(self.run_id, phase, done, total, signal_name)
+        return RunInterrupted(self.run_id, phase, done, total, unit, signal_name)
 
     def phase(self, prefix: str, callbacks=()) -> list[Prefixed]:
         """Callbacks for one phase: its episodes go to the run as `<prefix>return`, sent in

@@ -39,10 +39,13 @@ def unit_of(phase: str) -> str:
 
 
 @contextlib.contextmanager
-def phase(callbacks_for: CallbacksFor, name: str, total: int) -> Iterator[CallbackList]:
-    """The callbacks of phase `name`, started; ended when the block ends without an error."""
+def phase(
+    callbacks_for: CallbacksFor, name: str, total: int, unit: str | None = None
+) -> Iterator[CallbackList]:
+    """The callbacks of phase `name` counting `total` of `unit` (default `unit_of(name)`),
+    started; ended when the block ends without an error."""
     callbacks = CallbackList(callbacks_for(name, total))
-    callbacks.on_start({"step": 0, "total_steps": total, "unit": unit_of(name)})
+    callbacks.on_start({"step": 0, "total_steps": total, "unit": unit or unit_of(name)})
     yield callbacks
     callbacks.on_end(None)
 
