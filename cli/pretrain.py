@@ -11,12 +11,14 @@ import typer
 from cli.app import Experiment, Threads, TrackingUri, app, defaults, given_or_absent
 from skillforge.core.config import (
     DEFAULT_STORE_TIMEOUT,
+    OBJECTIVE_DEFAULTS,
     EvaluationOptions,
     EvaluationOverrides,
     PretrainConfig,
 )
 
 PRETRAIN = defaults(PretrainConfig)
+METRA = OBJECTIVE_DEFAULTS["metra"]
 EVALUATION = defaults(EvaluationOptions)
 BufferSize = Annotated[int, typer.Option(help="Replay buffer capacity.")]
 CheckpointEvery = Annotated[int, typer.Option(help="Steps between checkpoints.")]
@@ -33,6 +35,38 @@ def pretrain(
         ),
     ] = None,
     skills: Annotated[int, typer.Option(help="Number of skills N.")] = PRETRAIN.n_skills,
+    objective: Annotated[
+        str,
+        typer.Option(
+            help="diayn: skills that can be told apart (the DIAYN paper); metra: skills that "
+            "travel as far as they can (METRA), with its own defaults for the options that "
+            "say so. Both train on the env with the agent's position observed where they need it."
+        ),
+    ] = PRETRAIN.objective,
+    envs: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Env copies stepped in lockstep (one batched policy call). Default "
+            f"{PRETRAIN.envs}; metra: {METRA['envs']}.",
+            show_default=False,
+        ),
+    ] = None,
+    updates_per_step: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Gradient steps per env step, fractions too (0.125: one per 8 steps). Default "
+            f"{PRETRAIN.updates_per_step:g}; metra: {METRA['updates_per_step']:g}.",
+            show_default=False,
+        ),
+    ] = None,
+    max_episode_steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Training episodes end after this many steps. Default: the env's time limit; "
+            f"metra: {METRA['max_episode_steps']}.",
+            show_default=False,
+        ),
+    ] = None,
     steps: Annotated[
         int | None,
         typer.Option(
@@ -53,15 +87,31 @@ def pretrain(
         int, typer.Option(help="Random seed (same seed and device: same result).")
     ] = PRETRAIN.seed,
     hidden: Annotated[
-        int, typer.Option(help="Units per hidden layer (two layers).")
-    ] = PRETRAIN.hidden,
+        int | None,
+        typer.Option(
+            help=f"Units per hidden layer (two layers). Default {PRETRAIN.hidden}; metra: "
+            f"{METRA['hidden']}.",
+            show_default=False,
+        ),
+    ] = None,
     batch_size: Annotated[
         int, typer.Option(help="Transitions per gradient step.")
     ] = PRETRAIN.batch_size,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = PRETRAIN.lr,
-    alpha: Annotated[str, typer.Option(help="Entropy coefficient, or 'auto' to learn it.")] = str(
-        PRETRAIN.alpha
-    ),
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Adam learning rate. Default {PRETRAIN.lr}; metra: {METRA['lr']}.",
+            show_default=False,
+        ),
+    ] = None,
+    alpha: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Entropy coefficient, or 'auto' to learn it. Default {PRETRAIN.alpha}; metra: "
+            f"{METRA['alpha']}.",
+            show_default=False,
+        ),
+    ] = None,
     gamma: Annotated[float, typer.Option(help="Discount factor.")] = PRETRAIN.gamma,
     tau: Annotated[float, typer.Option(help="Polyak rate of the target critics.")] = PRETRAIN.tau,
     buffer_size: BufferSize = PRETRAIN.buffer_size,
@@ -131,7 +181,7 @@ def pretrain(
         ),
     ] = None,
 ) -> None:
-    """Pretrain a library of N skills with DIAYN; every skill is registered in MLflow."""
+    """Pretrain a library of N skills with DIAYN or METRA; every skill is registered in MLflow."""
     from skillforge.core.config import parse_alpha
     from skillforge.core.envs import make_env, resolve_env_id, steps_for_episodes
 
@@ -149,16 +199,25 @@ def pretrain(
             steps = (
                 PRETRAIN.total_steps if episodes is None else steps_for_episodes(env_id, episodes)
             )
-        config = PretrainConfig(
-            env_id=env_id,
+        options = {
+            "hidden": hidden,
+            "lr": lr,
+            "envs": envs,
+            "updates_per_step": updates_per_step,
+            "max_episode_steps": max_episode_steps,
+        }
+        given = {name: value for name, value in options.items() if value is not None}
+        if alpha is not None:  # parse_alpha gives None for 'auto' (learned)
+            given["alpha"] = parse_alpha(alpha)
+        config = PretrainConfig.for_objective(
+            env_id,
+            objective,
+            **given,
             n_skills=skills,
             total_steps=steps,
             total_episodes=episodes or 0,
             seed=seed,
-            hidden=hidden,
             batch_size=batch_size,
-            lr=lr,
-            alpha=parse_alpha(alpha),
             gamma=gamma,
             tau=tau,
             buffer_size=buffer_size,

@@ -13,7 +13,8 @@ from skillforge.core.errors import ConfigError, EnvError
 from skillforge.core.positions import POSITIONS, PositionProbe, position_probe
 from skillforge.evaluation.measures import coverage_bins, discriminator_scores
 from skillforge.evaluation.report import PeriodicEvaluation, evaluate
-from skillforge.evaluation.rollouts import random_policy_coverage
+from skillforge.evaluation.rollouts import random_policy_coverage, random_policy_paths
+from skillforge.evaluation.travel import travel_metrics
 from skillforge.rl import loop
 from skillforge.rl.nets import TanhGaussianPolicy
 from skillforge.rl.spec import LibrarySpec
@@ -50,7 +51,7 @@ if "LineWalk-v0" not in gym.registry:
 def line_probe(monkeypatch):
     probe = PositionProbe("x", 1.0, lambda env, obs: np.array([env.x]))
     monkeypatch.setitem(POSITIONS, "LineWalk", probe)
-    random_policy_coverage.cache_clear()
+    random_policy_paths.cache_clear()
     return probe
 
 
@@ -160,11 +161,30 @@ def test_skills_that_walk_known_paths_give_known_measures(line_probe):
     assert report.trajectories[0][0][:, 0] == pytest.approx(0.5 + speed * np.arange(STEPS + 1))
     assert len(report.trajectories[1]) == 3
     assert report.coverage_of == "x, bins of 1"
+    # travel: skill 0 ends STEPS x speed forward, skill 1 as far backward, in every episode
+    assert metrics["displacement/skill_00"] == pytest.approx(STEPS * speed)
+    assert metrics["displacement/skill_01"] == pytest.approx(-STEPS * speed)
+    assert metrics["max_forward_m"] == metrics["max_backward_m"] == pytest.approx(STEPS * speed)
+    assert len(report.random_trajectories) == 2 * 3  # the random policy's paths, drawn beside
+
+
+def test_travel_is_measured_after_the_horizon_signed_on_a_track_and_as_distance_in_a_plane():
+    track = [[np.arange(301.0)[:, None]], [-0.5 * np.arange(11.0)[:, None]]]  # 300 and 10 steps
+    metrics = travel_metrics(track, dt=0.05, horizon=200)
+    assert metrics["displacement/skill_00"] == 200.0  # after 200 steps, not at the end (300)
+    assert metrics["displacement/skill_01"] == -5.0  # an episode shorter than the horizon: its end
+    assert metrics["speed/skill_00"] == pytest.approx(200.0 / (200 * 0.05))
+    assert metrics["speed/skill_01"] == pytest.approx(5.0 / (10 * 0.05))
+    assert (metrics["max_forward_m"], metrics["max_backward_m"]) == (200.0, 5.0)
+    plane = [[np.array([[1.0, 1.0], [4.0, 5.0]]), np.array([[0.0, 0.0], [0.0, -1.0]])]]
+    metrics = travel_metrics(plane, dt=None)
+    assert metrics["displacement/skill_00"] == pytest.approx((5.0 + 1.0) / 2)  # mean distance
+    assert metrics["max_distance_m"] == pytest.approx(3.0) and "speed/skill_00" not in metrics
 
 
 def test_the_random_baseline_is_a_fixed_function_of_env_episodes_and_seed(line_probe):
     first = random_policy_coverage("LineWalk-v0", 4, 2, 0)
-    random_policy_coverage.cache_clear()
+    random_policy_paths.cache_clear()
     assert random_policy_coverage("LineWalk-v0", 4, 2, 0) == first
 
 

@@ -35,6 +35,8 @@ class PositionProbe:
     read: Callable[[Any, np.ndarray], np.ndarray]
     dims: int = 1
     """Coordinates `read` returns: 1 (x, along a track) or 2 (x-y, in the plane)."""
+    travels: bool = True
+    """Whether a change of position is a distance travelled (not for a wrapping angle)."""
 
 
 def _qpos(dims: int) -> Callable[[Any, np.ndarray], np.ndarray]:
@@ -65,6 +67,7 @@ POSITIONS: dict[str, PositionProbe] = {
         "pole angle (rad)",
         math.pi / 8,
         lambda env, obs: np.array([math.atan2(float(obs[1]), float(obs[0]))]),
+        travels=False,
     ),
 }
 

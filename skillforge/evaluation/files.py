@@ -43,6 +43,7 @@ def write_files(
                 title,
                 _coverage_caption(report),
                 report.position,
+                report.random_trajectories or None,
             )
         )
     if history is not None:

@@ -119,34 +119,47 @@ def trajectories(
     title: str,
     caption: str = "",
     position: str = "position",
+    random_positions: list[np.ndarray] | None = None,
 ) -> Path:
     """Where each skill went, coloured by skill: x against steps, or the x-y path.
-    `positions[k][e]` is skill k's episode e, (T+1, 1) or (T+1, 2)."""
+    `positions[k][e]` is skill k's episode e, (T+1, 1) or (T+1, 2). With `random_positions`
+    (one trace per episode), a random policy's paths are drawn beside, on the same scale."""
     plt = _pyplot()
     n = len(positions)
     colors = skill_colors(n)
     planar = positions[0][0].shape[1] >= 2
-    fig, axis = plt.subplots(figsize=(7, 5))
+    panels = 1 if random_positions is None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 5), sharey=True, squeeze=False)
+    axis = axes[0, 0]
     for skill, episodes in enumerate(positions):
         for episode, trace in enumerate(episodes):
             label = f"skill {skill}" if episode == 0 and n <= 20 else None
-            if planar:
-                axis.plot(trace[:, 0], trace[:, 1], color=colors[skill], lw=1, label=label)
-                axis.plot(trace[-1, 0], trace[-1, 1], "o", color=colors[skill], ms=3)
-            else:
-                axis.plot(trace[:, 0], color=colors[skill], lw=1, label=label)
-    if planar:
-        axis.set_xlabel(f"x ({position})")
-        axis.set_ylabel("y")
-        axis.set_aspect("equal", adjustable="datalim")
-    else:
-        axis.set_xlabel("environment step")
-        axis.set_ylabel(position)
-    axis.grid(alpha=0.3)
+            _path(axis, trace, colors[skill], planar, label)
+    if random_positions is not None:
+        for trace in random_positions:
+            _path(axes[0, 1], trace, "grey", planar)
+        axes[0, 1].set_title("uniformly random policy, same episodes", fontsize=10)
+        if planar:  # the same square of the plane on both sides
+            axes[0, 1].set_xlim(axis.get_xlim())
+    for side in axes[0]:
+        side.set_xlabel(f"x ({position})" if planar else "environment step")
+        side.grid(alpha=0.3)
+        if planar:
+            side.set_aspect("equal", adjustable="datalim")
+    axis.set_ylabel("y" if planar else position)
     if n <= 20:
         axis.legend(fontsize=7, ncol=2 if n > 10 else 1, loc="best")
     axis.set_title(f"{title}\n{caption}" if caption else title, fontsize=10)
     return _save(fig, path)
+
+
+def _path(axis, trace: np.ndarray, color, planar: bool, label: str | None = None) -> None:
+    """One episode's positions: the x-y path with its end marked, or x against steps."""
+    if planar:
+        axis.plot(trace[:, 0], trace[:, 1], color=color, lw=1, label=label)
+        axis.plot(trace[-1, 0], trace[-1, 1], "o", color=color, ms=3)
+    else:
+        axis.plot(trace[:, 0], color=color, lw=1, label=label)
 
 
 def return_curves(

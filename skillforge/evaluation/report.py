@@ -15,7 +15,8 @@ from skillforge.core.envs import make_env
 from skillforge.core.errors import ConfigError, EnvError
 from skillforge.core.positions import position_probe
 from skillforge.evaluation.measures import coverage_bins, discriminator_scores
-from skillforge.evaluation.rollouts import random_policy_coverage, rollout_skills
+from skillforge.evaluation.rollouts import random_policy_paths, rollout_skills
+from skillforge.evaluation.travel import travel_metrics
 from skillforge.skills.library import SkillLibrary
 
 DEFAULT_EPISODES = 5
@@ -39,6 +40,9 @@ class EvaluationReport:
     position: str  # what coverage measures, e.g. "torso x (m)"; "" if not measured
     bin_size: float  # side of a coverage bin
     trajectories: list[list[np.ndarray]]  # per skill, per episode: (T+1, 1 or 2) positions
+    random_trajectories: list[np.ndarray] = field(default_factory=list)  # random policy's
+    dt: float | None = None  # seconds per env step (for speeds)
+    travels: bool = False  # positions are places (displacement and speed are measured)
     frames: list[list[np.ndarray]] = field(default_factory=list)  # per skill (with video)
     frame_seconds: float = 0.0  # playback time of one frame
     notes: list[str] = field(default_factory=list)  # e.g. why there is no video
@@ -65,6 +69,8 @@ class EvaluationReport:
             metrics["coverage_bins"] = float(self.coverage)
         if self.random_coverage is not None:
             metrics["random_coverage_bins"] = float(self.random_coverage)
+        if self.travels and any(self.trajectories):
+            metrics.update(travel_metrics(self.trajectories, self.dt))
         return metrics
 
 
@@ -82,7 +88,7 @@ def evaluate(
     if episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {episodes}")
     env_id = library.spec.env_id
-    check_env(library)
+    dt = check_env(library)
     notes: list[str] = []
     filmer = None
     if video:
@@ -105,10 +111,12 @@ def evaluate(
         )
     probe = position_probe(env_id)
     coverage = random_coverage = None
+    random_paths: list[np.ndarray] = []
     if probe is not None:
         all_positions = [p for skill in rollouts.positions for p in skill]
         coverage = coverage_bins(all_positions, probe.bin_size)
-        random_coverage = random_policy_coverage(env_id, library.n_skills, episodes, seed)
+        random_paths = list(random_policy_paths(env_id, library.n_skills, episodes, seed))
+        random_coverage = coverage_bins(random_paths, probe.bin_size)
     return EvaluationReport(
         library=library.name,
         env_id=env_id,
@@ -124,16 +132,23 @@ def evaluate(
         position=probe.what if probe is not None else "",
         bin_size=probe.bin_size if probe is not None else 0.0,
         trajectories=rollouts.positions,
+        random_trajectories=random_paths,
+        travels=probe is not None and probe.travels,
+        dt=dt,
         frames=filmer.clips() if filmer is not None else [],
         frame_seconds=filmer.frame_seconds if filmer is not None else 0.0,
         notes=notes,
     )
 
 
-def check_env(library: SkillLibrary) -> None:
-    """Refuse, in one line, a library whose environment cannot be made here."""
+def check_env(library: SkillLibrary) -> float | None:
+    """Refuse, in one line, a library whose environment cannot be made here; else the env's
+    seconds per step (None if it does not say)."""
     try:
-        make_env(library.spec.env_id).close()
+        env = make_env(library.spec.env_id)
+        dt = getattr(env.unwrapped, "dt", None)
+        env.close()
+        return dt
     except EnvError as error:
         name = library.name or library.spec.env_id
         raise EnvError(f"cannot evaluate library {name}: {error}") from None

@@ -102,9 +102,12 @@ def rollout_skills(
 
 
 @lru_cache(maxsize=32)
-def random_policy_coverage(env_id: str, n_envs: int, episodes: int, seed: int) -> int | None:
-    """Coverage of a uniformly random policy over `n_envs` x `episodes` episodes on the same
-    held-out seeds as the skills (cached: it depends on nothing a training run changes)."""
+def random_policy_paths(
+    env_id: str, n_envs: int, episodes: int, seed: int
+) -> tuple[np.ndarray, ...] | None:
+    """Where a uniformly random policy goes over `n_envs` x `episodes` episodes on the same
+    held-out seeds as the skills: one (T+1, d) position trace per episode (cached: it depends
+    on nothing a training run changes). None where the env has no position probe."""
     probe = position_probe(env_id)
     if probe is None:
         return None
@@ -117,4 +120,10 @@ def random_policy_coverage(env_id: str, n_envs: int, episodes: int, seed: int) -
         return rng.uniform(low, high, size=(len(rows), len(low))).astype(np.float32)
 
     rollouts = _rollout(env_id, n_envs, episodes, seed, act, probe)
-    return coverage_bins([p for skill in rollouts.positions for p in skill], probe.bin_size)
+    return tuple(p for skill in rollouts.positions for p in skill)
+
+
+def random_policy_coverage(env_id: str, n_envs: int, episodes: int, seed: int) -> int | None:
+    """Coverage of the random policy of `random_policy_paths`, in the env's bins."""
+    paths = random_policy_paths(env_id, n_envs, episodes, seed)
+    return None if paths is None else coverage_bins(list(paths), position_probe(env_id).bin_size)
