@@ -33,6 +33,7 @@ import json
 import multiprocessing
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,7 +213,9 @@ def recorded_runs(store: str) -> list[dict]:
                 "task_env_steps": {m: spent[m] for m in finals if m in spent},
                 "curves": {
                     method: [
-                        [m.step, m.value] for m in client.get_metric_history(run.info.run_id, key)
+                        [m.step, m.value]
+                        for m in client.get_metric_history(run.info.run_id, key)
+                        if abs(m.value) < 1e300  # a check the budget cut scored nothing
                     ]
                     for method, key in CURVES[command].items()
                 },
@@ -320,7 +323,8 @@ def plot(summary: dict, runs: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(2, len(tasks), figsize=(4.5 * len(tasks), 7.2), squeeze=False)
     for ax, entry in zip(axes[0], tasks, strict=True):
         grid = np.linspace(0, entry["env_steps"], 60)
-        for method in METHODS:
+        for index, method in enumerate(METHODS):
+            color = f"C{index}"
             curves = [
                 record["curves"][method]
                 for record in runs
@@ -330,13 +334,18 @@ def plot(summary: dict, runs: list[dict], path: Path) -> None:
             ]
             if not curves:
                 continue
+            if all(len(curve) == 1 for curve in curves):  # a skill: chosen once, then fixed
+                value = float(np.mean([curve[0][1] for curve in curves]))
+                ax.hlines(value, 0, entry["env_steps"], color, "--", label=method)
+                continue
             # each seed's last validation return at or before each step of the grid
             values = np.array([held(np.array(curve), grid) for curve in curves])
-            with np.errstate(all="ignore"):
+            with warnings.catch_warnings():  # NaN where no seed has a point yet
+                warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(values, axis=0)
-            (line,) = ax.plot(grid, mean, label=method)
-            low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
-            ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2)
+                low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+            ax.plot(grid, mean, color=color, label=method)
+            ax.fill_between(grid, low, high, color=color, alpha=0.2)
         ax.set_title(f"{entry['task']}: validation curves")
         ax.set_xlabel("task env steps")
         ax.set_ylabel("greedy return (validation episodes)")

@@ -20,7 +20,11 @@ def finetune(
         str, typer.Option(help="Skill to start from: an index, or best (on this task).")
     ] = FINETUNE.skill,
     steps: Annotated[
-        int, typer.Option(help="Env steps of fine-tuning (and of SAC from scratch).")
+        int,
+        typer.Option(
+            help="Task env steps of fine-tuning (and of SAC from scratch), all included "
+            "(skill selection, validation, training)."
+        ),
     ] = FINETUNE.total_steps,
     seed: Annotated[int, typer.Option(help="Random seed.")] = FINETUNE.seed,
     batch_size: Annotated[
@@ -42,11 +46,16 @@ def finetune(
     validation_episodes: Annotated[
         int,
         typer.Option(
-            help="Validation episodes (seeds of their own): the fine-tuned policy is deployed "
-            "only if surely better there than the skill it started from, else that skill "
-            "is; 0: off."
+            help="Validation episodes (seeds of their own), as in hierarchical: best is "
+            "chosen on them, the greedy policy is checked on them every --validate-every steps "
+            "and the best kept; it is deployed only if surely better than the skill it started "
+            "from on three times as many other episodes, else that skill is; 0: off. Paid "
+            "from --steps."
         ),
     ] = FINETUNE.validation_episodes,
+    validate_every: Annotated[
+        int, typer.Option(help="Task env steps between validations (and one at the end).")
+    ] = FINETUNE.validate_every,
     tracking_uri: TrackingUri = None,
     threads: Threads = 0,
 ) -> None:
@@ -64,6 +73,7 @@ def finetune(
         baselines=parse_baselines(baselines),
         eval_episodes=eval_episodes,
         validation_episodes=validation_episodes,
+        validate_every=validate_every,
     )
     if task:
         task_env_id(task)  # refuse an unknown task before loading torch and mlflow
@@ -78,5 +88,12 @@ def finetune(
         result = run_finetune(library, config, tracking_uri, progress_for)
     typer.echo(f"Fine-tuned skill {result.skill} on {result.task}: run {result.run_id}")
     typer.echo(f"  registered  {result.model_uri}")
+    if result.fallback:
+        typer.echo(
+            f"  keeps skill {result.skill}: the fine-tuned policy was not surely better on the "
+            "validation episodes, so the skill's own weights are put back, scored and registered"
+        )
     for name, value in result.final_returns.items():
-        typer.echo(f"  {name:<16} final return {value:9.1f}")
+        used = result.task_env_steps.get(name)
+        spent = "" if used is None else f"  ({used:,} task env steps)"
+        typer.echo(f"  {name:<16} final return {value:9.1f}{spent}")

@@ -17,7 +17,11 @@ def hierarchical(
     task: TaskArgument = None,
     library: LibraryOption = None,
     steps: Annotated[
-        int, typer.Option(help="Env steps for the meta-controller and each baseline.")
+        int,
+        typer.Option(
+            help="Task env steps for the meta-controller and each baseline, all included "
+            "(skill selection, validation, training)."
+        ),
     ] = HIERARCHICAL.total_steps,
     skill_steps: Annotated[
         int, typer.Option(help="K: env steps per chosen skill.")
@@ -39,14 +43,15 @@ def hierarchical(
     validation_episodes: Annotated[
         int,
         typer.Option(
-            help="Validation episodes (seeds of their own): the greedy meta-controller is "
-            "checked on them every --validate-every steps and the best network kept; it is "
-            "deployed only if surely better than the best single skill on three times as many "
-            "other episodes, else that skill is; 0: off. Not in --steps."
+            help="Validation episodes (seeds of their own): the best single skill is chosen "
+            "on them first, the greedy meta-controller is checked on them every "
+            "--validate-every steps and the best network kept; it is deployed only if surely "
+            "better than that skill on three times as many other episodes, else the skill is; "
+            "0: off. Paid from --steps."
         ),
     ] = HIERARCHICAL.validation_episodes,
     validate_every: Annotated[
-        int, typer.Option(help="Training env steps between validations (and one at the end).")
+        int, typer.Option(help="Task env steps between validations (and one at the end).")
     ] = HIERARCHICAL.validate_every,
     tracking_uri: TrackingUri = None,
     threads: Threads = 0,
@@ -90,15 +95,17 @@ def hierarchical(
         typer.echo(
             f"  deploys skill {meta.fallback}: on the validation episodes it scored "
             f"{meta.validation['best-skill']:.1f}, the learned policy "
-            f"{meta.validation['meta-controller']:.1f} (not surely better: 95% lower bound "
-            f"{meta.validation['meta-controller-lower-bound']:.1f})"
+            f"{meta.validation['meta-controller']:.1f} (not surely better: one-sided 99% "
+            f"lower bound less a 5% margin {meta.validation['meta-controller-lower-bound']:.1f})"
         )
     elif meta.validation:
         typer.echo(
-            f"  validation  learned policy {meta.validation['meta-controller']:.1f} (95% lower "
-            f"bound {meta.validation['meta-controller-lower-bound']:.1f}), best skill "
-            f"{meta.validation['best-skill']:.1f}; {meta.validation_env_steps:,} env steps "
-            "outside the budget"
+            f"  validation  learned policy {meta.validation['meta-controller']:.1f} (one-sided "
+            f"99% lower bound less a 5% margin "
+            f"{meta.validation['meta-controller-lower-bound']:.1f}), best skill "
+            f"{meta.validation['best-skill']:.1f}"
         )
     for name, value in result.final_returns.items():
-        typer.echo(f"  {name:<16} final return {value:9.1f}")
+        used = result.task_env_steps.get(name)
+        spent = "" if used is None else f"  ({used:,} task env steps)"
+        typer.echo(f"  {name:<16} final return {value:9.1f}{spent}")

@@ -10,17 +10,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from skillforge.app.downstream import DownstreamRun
-from skillforge.app.hierarchical import sac_baseline
+from skillforge.app.downstream import DownstreamRun, stoppable
+from skillforge.app.hierarchical import log_task_env_steps, logged_task_env_steps, sac_baseline
 from skillforge.core.config import FinetuneConfig
 from skillforge.core.envs import EVAL_SEED_OFFSET
 from skillforge.core.errors import ConfigError
 from skillforge.reuse import baselines
-from skillforge.reuse.meta_selection import lower_bound
+from skillforge.reuse.baselines import SECOND_ROUND
+from skillforge.reuse.budget import TaskBudget
+from skillforge.reuse.meta_selection import Validation, surely_better
+from skillforge.reuse.phases import CallbacksFor, EpisodeCount, no_callbacks, phase
 from skillforge.reuse.skill_actions import SkillActionEnvs
 from skillforge.reuse.task_sac import (
     TaskAgent,
     TaskSACSettings,
+    greedy_play,
     held_out_returns,
     skill_agent,
     train_task_sac,
@@ -43,6 +47,11 @@ class FinetuneResult:
     final_returns: dict[str, float] = field(default_factory=dict)
     skill_returns: list[float] = field(default_factory=list)
     model_uri: str = ""
+    fallback: bool = False
+    """The fine-tuned policy was not surely better than the skill: the skill's weights are
+    what is scored and registered."""
+    task_env_steps: dict[str, int] = field(default_factory=dict)
+    """Task env steps each method took, all included (never above the budget)."""
 
 
 def example_observations(task: str, rows: int = 4) -> np.ndarray:
@@ -54,50 +63,54 @@ def example_observations(task: str, rows: int = 4) -> np.ndarray:
 
 
 def _keep_if_surely_better(
-    run: DownstreamRun, agent: TaskAgent, start: dict, config: FinetuneConfig
-) -> None:
-    """Compare the fine-tuned policy with the skill it started from (`start`, its policy
-    weights) on validation episodes; put the skill back unless the fine-tuned policy is
-    surely better (`meta_selection.lower_bound`), as the meta-controller falls back to its
-    best skill. Logged as `validation_return/...`, `validation_lower_bound/finetune` and the
-    tag `skillforge.finetune_fallback`."""
-    tuned = copy.deepcopy(agent.sac.policy.state_dict())
-
-    def validate() -> np.ndarray:
-        returns = held_out_returns(
-            lambda: make_task(run.task),
-            agent.act,
-            baselines.selection_seed(config.seed, 1),
-            config.validation_episodes,
-            offset=0,
-        )
-        return np.asarray(returns)
-
-    tuned_returns = validate()
-    agent.sac.policy.load_state_dict(start)
-    skill_return = float(validate().mean())
-    bound = lower_bound(tuned_returns, skill_return)
-    fallback = bound < skill_return
-    if not fallback:
-        agent.sac.policy.load_state_dict(tuned)
+    run: DownstreamRun,
+    agent: TaskAgent,
+    start: dict,
+    validation: Validation,
+    skill: baselines.Selection,
+    config: FinetuneConfig,
+) -> bool:
+    """Compare the fine-tuned policy (the best validated one) with the skill it started from
+    (`start`, its policy weights; `skill`, its returns on the second round's selection
+    episodes) on those episodes, until the budget is spent; put the skill back unless the
+    fine-tuned policy is surely better (`meta_selection.surely_better`: a tie keeps the
+    skill), as the meta-controller falls back to its best skill. Logged as
+    `validation_return/...`, `validation_lower_bound/finetune` and the tag
+    `skillforge.finetune_fallback`; returns whether the skill was put back."""
+    total = SECOND_ROUND * config.validation_episodes
+    with phase(run.callbacks_for, "validation/finetune", total) as comparing:
+        tuned_return, bound = validation.final_comparison(agent.act, skill, [comparing])
+    fallback = not surely_better(bound, skill.mean)
+    if fallback:
+        agent.sac.policy.load_state_dict(start)
     metrics = {
-        "validation_return/finetune": float(tuned_returns.mean()),
+        "validation_return/finetune": tuned_return,
         "validation_lower_bound/finetune": bound,
-        "validation_return/start-skill": skill_return,
+        "validation_return/start-skill": skill.mean,
     }
+    metrics = {key: value for key, value in metrics.items() if np.isfinite(value)}
     tracking.log_metrics(run.client, run.run_id, metrics, config.total_steps)
     run.client.set_tag(run.run_id, "skillforge.finetune_fallback", str(fallback).lower())
+    return fallback
 
 
 def finetune(
     library: str | None,
     config: FinetuneConfig,
     tracking_uri: str | None = None,
-    callbacks_for=lambda name, total: (),
+    callbacks_for: CallbacksFor = no_callbacks,
 ) -> FinetuneResult:
     """Fine-tune skill `config.skill` (or the best one on the task) of `library` with SAC on
-    the task's reward; `callbacks_for(phase, total_steps)` gives progress callbacks for
-    "finetune" and "sac"."""
+    the task's reward; `callbacks_for(phase, total)` gives each phase's callbacks
+    (`skillforge.reuse.phases`: progress bars). Ctrl-C or SIGTERM stops it at the next step
+    boundary, ends its run as KILLED and raises `downstream.RunInterrupted`."""
+    with stoppable(callbacks_for) as start_run:
+        return _finetune(start_run, library, config, tracking_uri)
+
+
+def _finetune(
+    start_run, library: str | None, config: FinetuneConfig, tracking_uri: str | None
+) -> FinetuneResult:
     import mlflow
 
     def check_skill(info) -> None:
@@ -107,7 +120,7 @@ def finetune(
                 f"0..{info.n_skills - 1}"
             )
 
-    run = DownstreamRun.start(
+    run: DownstreamRun = start_run(
         library, config.task, "finetune", config.to_params(), tracking_uri, check_skill
     )
     n_skills = run.library.n_skills
@@ -117,10 +130,33 @@ def finetune(
         LibrarySkills(run.library),
         SKILL_CHOICE_STEPS,
     )
-    with lanes:  # `best`: chosen on selection episodes, like every best-skill baseline's
-        best = baselines.best_skill(lanes, config.eval_episodes, config.seed)[0]
-        skill = best if config.skill == "best" else int(config.skill)
-        skill_returns = baselines.skill_means(lanes, config.eval_episodes, eval_seed)
+    budget = TaskBudget(config.total_steps)
+    episodes = baselines.selection_episodes(config.validation_episodes, config.eval_episodes)
+    selection = None
+    with lanes:  # `best`: chosen on selection episodes exactly as `hierarchical` chooses
+        if config.skill == "best":
+            total = baselines.selection_total(n_skills, episodes)
+            with phase(run.callbacks_for, "selection", total) as choosing:
+                selection = baselines.best_skill(
+                    lanes, episodes, config.seed, budget=budget, callbacks=[EpisodeCount(choosing)]
+                )
+        elif config.validation_episodes:
+            total = SECOND_ROUND * episodes
+            with phase(run.callbacks_for, "selection", total) as choosing:
+                selection = baselines.measured_skill(
+                    lanes,
+                    int(config.skill),
+                    episodes,
+                    config.seed,
+                    budget,
+                    callbacks=[EpisodeCount(choosing)],
+                )
+        skill = selection.skill if config.skill == "best" else int(config.skill)
+        total = n_skills * config.eval_episodes
+        with phase(run.callbacks_for, "evaluation/skills", total) as scoring:
+            skill_returns = baselines.skill_means(
+                lanes, config.eval_episodes, eval_seed, callbacks=[EpisodeCount(scoring)]
+            )
     settings = TaskSACSettings(
         hidden=run.library.spec.hidden,
         batch_size=config.batch_size,
@@ -132,46 +168,69 @@ def finetune(
     env = make_task(run.task)
     agent = skill_agent(env, run.library, skill, settings, alpha)
     start = copy.deepcopy(agent.sac.policy.state_dict())
-    final = {"best-skill": float(skill_returns[best]), "start-skill": float(skill_returns[skill])}
+    final = {"start-skill": float(skill_returns[skill])}
+    if config.skill == "best":
+        final["best-skill"] = final["start-skill"]
     steps = config.total_steps
+    validation = None
+    if config.validation_episodes:
+        play = greedy_play(lambda: make_task(run.task))
+        validation = Validation(play, episodes, config.seed, config.validate_every, budget)
+        validation.reserve_for_the_end(selection.longest)
     with mlflow.start_run(run_id=run.run_id):
         run.client.set_tag(run.run_id, "skillforge.skill", str(skill))
         train_task_sac(
             agent,
             env,
-            steps,
+            budget,
             config.seed,
             settings,
-            run.phase("", callbacks_for("finetune", steps)),
+            run.phase("", run.callbacks_for("finetune", steps)),
+            validation,
         )
         env.close()
-        if config.validation_episodes:
-            _keep_if_surely_better(run, agent, start, config)
-        returns = held_out_returns(
-            lambda: make_task(run.task), agent.act, config.seed, config.eval_episodes
-        )
+        fallback = False
+        if validation is not None:
+            fallback = _keep_if_surely_better(run, agent, start, validation, selection, config)
+        log_task_env_steps(run, "finetune", budget.used, steps)
+        with phase(run.callbacks_for, "evaluation/finetune", config.eval_episodes) as scoring:
+            returns = held_out_returns(
+                lambda: make_task(run.task),
+                agent.act,
+                config.seed,
+                config.eval_episodes,
+                callbacks=[scoring],
+            )
         final["finetune"] = float(np.mean(returns))
         if "sac" in config.baselines:
             final["sac"] = sac_baseline(
-                run, steps, config.seed, config.eval_episodes, callbacks_for("sac", steps), settings
+                run,
+                steps,
+                config.seed,
+                config.eval_episodes,
+                settings,
+                (config.validation_episodes, config.validate_every),
             )
         run.finish(
             final, steps, {"finetune": "return", "sac": "baseline/sac/return"}, ["start-skill"]
         )
         observations = example_observations(run.task)
-        model_uri = registry.register_module(
-            agent.greedy_module(),
-            observations,
-            f"{run.info.name}.finetuned-{run.task}",
-            "finetuned_policy",
-            {
-                "library": run.info.name,
-                "task": run.task,
-                "skill": str(skill),
-                "run_id": run.run_id,
-                "output": "action (deterministic)",
-            },
-        )
+        with phase(run.callbacks_for, "registration", 1):
+            model_uri = registry.register_module(
+                agent.greedy_module(),
+                observations,
+                f"{run.info.name}.finetuned-{run.task}",
+                "finetuned_policy",
+                {
+                    "library": run.info.name,
+                    "task": run.task,
+                    "skill": str(skill),
+                    "run_id": run.run_id,
+                    "output": "action (deterministic)",
+                },
+            )
+    skill_returns = [float(r) for r in skill_returns]
+    spent = logged_task_env_steps(run)
     return FinetuneResult(
-        run.run_id, run.task, skill, final, [float(r) for r in skill_returns], model_uri
+        run.run_id, run.task, skill, final, skill_returns, model_uri, fallback, spent
     )

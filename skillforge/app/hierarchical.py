@@ -1,8 +1,10 @@
 """`skillforge hierarchical`: a meta-controller over a frozen library on a task, with its
-baselines at the same env-step budget, tracked as one MLflow run under the library's.
+baselines at the same task env-step budget, tracked as one MLflow run under the library's.
 
-Every method's final return is measured the same way: greedy, on the same held-out
-episodes, run to their end."""
+Every env step a method takes on the task's reward (selection, validation, training) is paid
+from its budget, and logged as `task_env_steps/<method>`. Every method's final return is
+measured the same way: greedy, on the same held-out episodes, run to their end (the test
+episodes are not task experience: they only score)."""
 
 from __future__ import annotations
 
@@ -14,15 +16,19 @@ from pathlib import Path
 import numpy as np
 
 from skillforge.app.agent_model import register_agent_model
-from skillforge.app.downstream import DownstreamRun
+from skillforge.app.downstream import DownstreamRun, stoppable
 from skillforge.core.config import HierarchicalConfig
 from skillforge.core.envs import EVAL_SEED_OFFSET
 from skillforge.core.errors import SkillforgeError
 from skillforge.reuse import baselines
+from skillforge.reuse.budget import TaskBudget
 from skillforge.reuse.meta_controller import LEARNER, MetaController, train_meta_controller
+from skillforge.reuse.meta_selection import Validation
+from skillforge.reuse.phases import CallbacksFor, EpisodeCount, no_callbacks, phase
 from skillforge.reuse.skill_actions import SkillActionEnvs, run_skill_policy
 from skillforge.reuse.task_sac import (
     TaskSACSettings,
+    greedy_play,
     held_out_returns,
     scratch_agent,
     train_task_sac,
@@ -46,6 +52,8 @@ class HierarchicalResult:
     skills_frozen: bool = True
     agent_uri: str = ""
     """The meta-controller and its skills as one registered model, `<library>.agent-<task>`."""
+    task_env_steps: dict[str, int] = field(default_factory=dict)
+    """Task env steps each method took, all included (never above the budget)."""
 
 
 def load_skill_set(
@@ -67,19 +75,27 @@ def train_hierarchical(
     library: str | None,
     config: HierarchicalConfig,
     tracking_uri: str | None = None,
-    callbacks_for=lambda name, total: (),
+    callbacks_for: CallbacksFor = no_callbacks,
 ) -> HierarchicalResult:
     """Train a meta-controller over `library`'s frozen skills and run the chosen baselines;
     register the meta-controller (`<library>.meta-<task>`) and, with its skills, the agent
     (`<library>.agent-<task>`).
 
-    `callbacks_for(name, total_steps)` returns extra callbacks for each phase ("meta",
-    or a baseline name), e.g. progress bars.
+    `callbacks_for(phase, total)` gives each phase's callbacks (`skillforge.reuse.phases`:
+    progress bars). Ctrl-C or SIGTERM stops it at the next step boundary, ends its run as
+    KILLED and raises `downstream.RunInterrupted`.
     """
+    with stoppable(callbacks_for) as start_run:
+        return _train_hierarchical(start_run, library, config, tracking_uri)
+
+
+def _train_hierarchical(
+    start_run, library: str | None, config: HierarchicalConfig, tracking_uri: str | None
+) -> HierarchicalResult:
     import mlflow
 
     params = {**config.to_params(), "learner": LEARNER}
-    run = DownstreamRun.start(library, config.task, "meta", params, tracking_uri)
+    run: DownstreamRun = start_run(library, config.task, "meta", params, tracking_uri)
     skills = load_skill_set(run.library, config.skills_from, tracking_uri, run.info.model_uri)
     lanes = SkillActionEnvs(
         [make_task(run.task) for _ in range(config.envs)], skills, config.skill_steps
@@ -90,33 +106,40 @@ def train_hierarchical(
         config.skill_steps,
     )
     fingerprint = skills.fingerprint()
-    eval_seed = config.seed + EVAL_SEED_OFFSET
     steps = config.total_steps
     final: dict[str, float] = {}
     with mlflow.start_run(run_id=run.run_id), lanes, validation_lanes:
         meta = train_meta_controller(
-            lanes, config, run.phase("", callbacks_for("meta", steps)), validation_lanes
+            lanes,
+            config,
+            run.phase("", run.callbacks_for("meta", steps)),
+            validation_lanes,
+            run.callbacks_for,
         )
         run.client.log_param(run.run_id, "reward_scale", f"{meta.reward_scale:.6g}")
         fallback = "none" if meta.fallback is None else str(meta.fallback)
         run.client.set_tag(run.run_id, "skillforge.meta_fallback", fallback)
         _log_validation(run, meta, steps)
-        greedy = run_skill_policy(
-            lanes, lambda obs, rng: meta.choose(obs), eval_seed, config.eval_episodes
+        log_task_env_steps(run, "meta-controller", meta.task_env_steps, steps)
+        final["meta-controller"] = _evaluate(
+            run, "meta", lanes, lambda obs, rng: meta.choose(obs), config
         )
-        final["meta-controller"] = float(np.mean(greedy))
         if "best-skill" in config.baselines:
-            final["best-skill"] = _best_skill_baseline(run, meta, lanes, validation_lanes, config)
+            final["best-skill"] = _best_skill_baseline(run, lanes, validation_lanes, config)
         if "random-skills" in config.baselines:
-            prefix, bars = "baseline/random-skills/", callbacks_for("random-skills", steps)
-            baselines.random_skills(lanes, steps, config.seed, run.phase(prefix, bars))
+            prefix, bars = "baseline/random-skills/", run.callbacks_for("random-skills", steps)
+            budget = TaskBudget(steps)
+            baselines.random_skills(lanes, steps, config.seed, run.phase(prefix, bars), budget)
+            log_task_env_steps(run, "random-skills", budget.used, steps)
             random_choice = baselines.random_choice(lanes.n_skills)
-            final["random-skills"] = float(
-                np.mean(run_skill_policy(lanes, random_choice, eval_seed, config.eval_episodes))
-            )
+            final["random-skills"] = _evaluate(run, "random-skills", lanes, random_choice, config)
         if "sac" in config.baselines:
             final["sac"] = sac_baseline(
-                run, steps, config.seed, config.eval_episodes, callbacks_for("sac", steps)
+                run,
+                steps,
+                config.seed,
+                config.eval_episodes,
+                validation=(config.validation_episodes, config.validate_every),
             )
         frozen = skills.fingerprint() == fingerprint
         run.client.set_tag(run.run_id, "skillforge.skills_frozen", str(frozen).lower())
@@ -128,47 +151,67 @@ def train_hierarchical(
         run.finish(final, steps, curves, flat=["best-skill"])
         _log_diagnostics_plot(run, meta, final)
         observations = np.stack([lanes.reset(0, seed=i)[0] for i in range(4)])
-        model_uri = registry.register_module(
-            meta,
-            observations,
-            f"{run.info.name}.meta-{run.task}",
-            "meta_controller",
-            {
-                "library": run.info.name,
-                "task": run.task,
-                "run_id": run.run_id,
-                "output": "Q-value per skill; act with argmax",
-                "fallback_skill": fallback,
-                "reward_scale": f"{meta.reward_scale:.6g}",
-            },
-        )
-        try:
-            agent_uri = register_agent_model(
-                run.client, meta, skills, run.library, run.task, config.skill_steps, run.run_id
+        with phase(run.callbacks_for, "registration", 2):
+            model_uri = registry.register_module(
+                meta,
+                observations,
+                f"{run.info.name}.meta-{run.task}",
+                "meta_controller",
+                {
+                    "library": run.info.name,
+                    "task": run.task,
+                    "run_id": run.run_id,
+                    "output": "Q-value per skill; act with argmax",
+                    "fallback_skill": fallback,
+                    "reward_scale": f"{meta.reward_scale:.6g}",
+                },
             )
-        except SkillforgeError as error:  # the run and the meta-controller are kept
-            logger.warning("the agent is not registered: %s", error)
-            agent_uri = ""
-    return HierarchicalResult(run.run_id, run.task, meta, final, model_uri, frozen, agent_uri)
+            try:
+                agent_uri = register_agent_model(
+                    run.client, meta, skills, run.library, run.task, config.skill_steps, run.run_id
+                )
+            except SkillforgeError as error:  # the run and the meta-controller are kept
+                logger.warning("the agent is not registered: %s", error)
+                agent_uri = ""
+    spent = logged_task_env_steps(run)
+    return HierarchicalResult(
+        run.run_id, run.task, meta, final, model_uri, frozen, agent_uri, spent
+    )
 
 
 def _best_skill_baseline(
     run: DownstreamRun,
-    meta: MetaController,
     lanes: SkillActionEnvs,
     validation_lanes: SkillActionEnvs,
     config: HierarchicalConfig,
 ) -> float:
-    """The best single skill, chosen on the selection episodes (the meta-controller's own
-    choice where it was validated), scored on the held-out episodes. Also logs the best
-    skill in hindsight, chosen on the held-out episodes themselves (an upward-biased oracle),
-    as `hindsight_return/best-skill`."""
-    best = meta.best_skill
-    if best is None:
-        episodes = config.validation_episodes or config.eval_episodes
-        best = baselines.best_skill(validation_lanes, episodes, config.seed)[0]
+    """The best single skill, chosen on selection episodes with the whole budget: the
+    meta-controller's own selection, then more second-round episodes of its two candidates
+    until the budget is spent. Scored on the held-out episodes. Also logs the best skill in
+    hindsight, chosen on the held-out episodes themselves (an upward-biased oracle), as
+    `hindsight_return/best-skill`."""
+    episodes = baselines.selection_episodes(config.validation_episodes, config.eval_episodes)
+    budget = TaskBudget(config.total_steps)
+    with phase(run.callbacks_for, "selection", budget.limit, "steps") as choosing:
+        selection = baselines.best_skill(  # the whole budget: its progress is in env steps
+            validation_lanes,
+            episodes,
+            config.seed,
+            budget=budget,
+            spend_all=True,
+            callbacks=[choosing],
+        )
+    best = selection.skill
+    log_task_env_steps(run, "best-skill", budget.used, config.total_steps)
+    if np.isfinite(selection.first_round):  # its return on the validation episodes
+        curve = {"baseline/best-skill/validation_return": selection.first_round}
+        tracking.log_metrics(run.client, run.run_id, curve, budget.used)
     eval_seed = config.seed + EVAL_SEED_OFFSET
-    means = baselines.skill_means(lanes, config.eval_episodes, eval_seed)
+    total = lanes.n_skills * config.eval_episodes
+    with phase(run.callbacks_for, "evaluation/skills", total) as scoring:
+        means = baselines.skill_means(
+            lanes, config.eval_episodes, eval_seed, callbacks=[EpisodeCount(scoring)]
+        )
     run.client.set_tag(run.run_id, "skillforge.best_skill", str(best))
     run.client.set_tag(run.run_id, "skillforge.hindsight_best_skill", str(int(means.argmax())))
     metrics = {"hindsight_return/best-skill": float(means.max())}
@@ -180,8 +223,8 @@ def _log_validation(run: DownstreamRun, meta: MetaController, steps: int) -> Non
     """`best_return/meta-controller`: the best validation return (the kept network's);
     `validation_return/...`: it and the best single skill on the second validation
     episodes, where one of them is deployed (the network if its
-    `validation_lower_bound/meta-controller` is at least the skill's return); the env steps
-    validation took apart from the budget."""
+    `validation_lower_bound/meta-controller` is above the skill's return); the task env
+    steps validation took, out of the budget."""
     if not meta.validation:
         return
     metrics = {
@@ -191,6 +234,7 @@ def _log_validation(run: DownstreamRun, meta: MetaController, steps: int) -> Non
         "validation_return/best-skill": meta.validation["best-skill"],
         "validation_env_steps": float(meta.validation_env_steps),
     }
+    metrics = {key: value for key, value in metrics.items() if np.isfinite(value)}
     tracking.log_metrics(run.client, run.run_id, metrics, steps)
 
 
@@ -213,21 +257,59 @@ def _log_diagnostics_plot(run: DownstreamRun, meta: MetaController, final: dict)
         run.client.log_artifact(run.run_id, str(path), "plots")
 
 
+def log_task_env_steps(run: DownstreamRun, method: str, used: int, step: int) -> None:
+    """`task_env_steps/<method>`: the task env steps the method really took, all included."""
+    metrics = {f"task_env_steps/{method}": float(used)}
+    tracking.log_metrics(run.client, run.run_id, metrics, step)
+
+
+def logged_task_env_steps(run: DownstreamRun) -> dict[str, int]:
+    """Every method's `task_env_steps`, as logged to the run."""
+    metrics = run.client.get_run(run.run_id).data.metrics
+    prefix = "task_env_steps/"
+    return {k.removeprefix(prefix): int(v) for k, v in metrics.items() if k.startswith(prefix)}
+
+
 def sac_baseline(
     run: DownstreamRun,
     steps: int,
     seed: int,
     eval_episodes: int,
-    callbacks=(),
     settings: TaskSACSettings | None = None,
+    validation: tuple[int, int] = (0, 1),
 ) -> float:
-    """SAC from scratch on the task (the library's network width), its curve logged as
-    `baseline/sac/return`; returns its greedy mean return on the held-out episodes."""
+    """SAC from scratch on the task (the library's network width) with a budget of `steps`
+    task env steps, its curve logged as `baseline/sac/return`; with `validation` (episodes,
+    every) > 0 episodes, its greedy policy is checked as the other methods' are (on the same
+    validation episodes, paid from the same budget) and the best one kept. Returns its
+    greedy mean return on the held-out episodes."""
     settings = settings or TaskSACSettings(hidden=run.library.spec.hidden)
     env = make_task(run.task)
     agent = scratch_agent(env, settings)
-    train_task_sac(agent, env, steps, seed, settings, run.phase("baseline/sac/", callbacks))
+    budget = TaskBudget(steps)
+    episodes, every = validation
+    checks = None
+    if episodes:
+        play = greedy_play(lambda: make_task(run.task))
+        checks = Validation(play, episodes, seed, every, budget, compares=False)
+    callbacks = run.phase("baseline/sac/", run.callbacks_for("sac", steps))
+    train_task_sac(agent, env, budget, seed, settings, callbacks, checks)
     env.close()
-    return float(
-        np.mean(held_out_returns(lambda: make_task(run.task), agent.act, seed, eval_episodes))
-    )
+    log_task_env_steps(run, "sac", budget.used, steps)
+    with phase(run.callbacks_for, "evaluation/sac", eval_episodes) as scoring:
+        returns = held_out_returns(
+            lambda: make_task(run.task), agent.act, seed, eval_episodes, callbacks=[scoring]
+        )
+    return float(np.mean(returns))
+
+
+def _evaluate(
+    run: DownstreamRun, method: str, lanes: SkillActionEnvs, choose, config: HierarchicalConfig
+) -> float:
+    """The mean return of a skill policy `choose` on the held-out episodes."""
+    eval_seed = config.seed + EVAL_SEED_OFFSET
+    with phase(run.callbacks_for, f"evaluation/{method}", config.eval_episodes) as scoring:
+        returns = run_skill_policy(
+            lanes, choose, eval_seed, config.eval_episodes, callbacks=[EpisodeCount(scoring)]
+        )
+    return float(np.mean(returns))

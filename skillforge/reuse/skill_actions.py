@@ -11,6 +11,7 @@ import numpy as np
 
 from skillforge.core.envs import episode_seed
 from skillforge.core.errors import EnvError
+from skillforge.reuse.budget import TaskBudget
 from skillforge.rl.callbacks import CallbackList
 
 
@@ -31,6 +32,7 @@ class SkillActionResult(NamedTuple):
 
     obs: np.ndarray  # (lanes, obs_dim) after the skill ran
     reward: np.ndarray  # (lanes,) the task's reward summed over the steps that ran
+    step_rewards: np.ndarray  # (lanes, K) each step's reward; 0 after the episode ended
     terminated: np.ndarray  # (lanes,) bool
     truncated: np.ndarray  # (lanes,) bool
     env_steps: np.ndarray  # (lanes,) how many env steps ran: K, or fewer if the episode ended
@@ -88,13 +90,13 @@ class SkillActionEnvs:
             raise ValueError(f"skill out of range 0..{self.n_skills - 1}: {skills.tolist()}")
         if self._ended[lanes].any():
             raise RuntimeError("reset a lane whose episode ended before stepping it again")
-        reward = np.zeros(len(lanes))
+        step_rewards = np.zeros((len(lanes), self.skill_steps))
         terminated = np.zeros(len(lanes), dtype=bool)
         truncated = np.zeros(len(lanes), dtype=bool)
         env_steps = np.zeros(len(lanes), dtype=np.int64)
         running = np.ones(len(lanes), dtype=bool)
         infos: list[dict] = [{} for _ in lanes]
-        for _ in range(self.skill_steps):
+        for t in range(self.skill_steps):
             rows = np.flatnonzero(running)
             if not len(rows):
                 break
@@ -104,13 +106,14 @@ class SkillActionEnvs:
                 lane = lanes[row]
                 obs, r, term, trunc, infos[row] = self.envs[lane].step(action)
                 self.obs[lane] = obs
-                reward[row] += float(r)
+                step_rewards[row, t] = float(r)
                 env_steps[row] += 1
                 terminated[row], truncated[row] = term, trunc
                 running[row] = not (term or trunc)
         self._ended[lanes] = terminated | truncated
         obs = self.obs[lanes]  # indexing with an array copies: the caller may keep it
-        return SkillActionResult(obs, reward, terminated, truncated, env_steps, infos)
+        reward = step_rewards.sum(axis=1)
+        return SkillActionResult(obs, reward, step_rewards, terminated, truncated, env_steps, infos)
 
     def close(self) -> None:
         for env in self.envs:
@@ -177,17 +180,22 @@ def run_skill_policy(
     env_steps: int | None = None,
     callbacks=(),
     on_decisions=None,
+    budget: TaskBudget | None = None,
 ) -> list[float]:
     """Episode returns when `choose_skills(obs (lanes, obs_dim), rng)` picks the skills, one
     call for every lane: `episodes` episodes, or episodes until `env_steps` env steps are
-    spent (the episodes still running then are cut and not counted).
+    spent or `budget` has none available (the episodes still running then are cut and not
+    counted). Never more than `env_steps` nor than the budget's available steps: a decision
+    is taken only where K steps are left (lanes beyond that wait).
 
     Episode j starts from `episode_seed(seed, j)`, in whichever lane is free first. Each
-    finished episode is reported as `on_step(env steps so far, {"return", "episode_length"})`;
+    finished episode is reported as `on_step(env steps so far, {"return", "episode_length"})`,
+    the steps of this call, or the budget's used steps if there is a budget (it pays for
+    every step), and every batch of choices as `on_progress(those steps)`;
     `on_decisions(Decisions)` sees every batch of choices (where a learner learns).
     """
-    if episodes is None and env_steps is None:
-        raise ValueError("give episodes, env_steps or both")
+    if episodes is None and env_steps is None and budget is None:
+        raise ValueError("give episodes, env_steps, a budget, or several")
     callbacks = CallbackList(callbacks)
     rng = np.random.default_rng(seed)
     returns: list[float] = []
@@ -205,14 +213,22 @@ def run_skill_policy(
 
     for lane in range(envs.n_envs):
         start(lane)
-    while running.any() and (env_steps is None or steps < env_steps):
-        lanes = np.flatnonzero(running)
+
+    def room() -> int:
+        left = np.inf if env_steps is None else env_steps - steps
+        return int(min(left, np.inf if budget is None else budget.available, 2**62))
+
+    while running.any() and room() >= envs.skill_steps:
+        lanes = np.flatnonzero(running)[: room() // envs.skill_steps]
         obs = envs.obs[lanes]  # a copy (array index): stays as chosen while the lanes step
         skills = np.asarray(choose_skills(obs, rng), dtype=np.int64).reshape(len(lanes))
         result = envs.step(skills, lanes)
         # counted lane after lane, as if they had run one after another
-        steps_after = steps + np.cumsum(result.env_steps)
-        steps = int(steps_after[-1])
+        origin = steps if budget is None else budget.used
+        steps_after = origin + np.cumsum(result.env_steps)
+        steps += int(result.env_steps.sum())
+        if budget is not None:
+            budget.spend(int(result.env_steps.sum()))
         total[lanes] += result.reward
         length[lanes] += result.env_steps
         if on_decisions is not None:
@@ -224,4 +240,5 @@ def run_skill_policy(
             callbacks.on_step(int(steps_after[row]), report)
             running[lane] = False
             start(lane)
+        callbacks.on_progress(int(steps_after[-1]))
     return returns

@@ -22,6 +22,8 @@ import torch
 from torch import nn
 
 from skillforge.core.envs import EVAL_SEED_OFFSET, episode_seed
+from skillforge.reuse.budget import TaskBudget
+from skillforge.reuse.meta_selection import Validation
 from skillforge.rl.callbacks import CallbackList
 from skillforge.rl.nets import TanhGaussianPolicy
 from skillforge.rl.replay import ReplayBuffer
@@ -138,14 +140,19 @@ def _load_widened(
 def train_task_sac(
     agent: TaskAgent,
     env: gym.Env,
-    env_steps: int,
+    budget: TaskBudget,
     seed: int,
     settings: TaskSACSettings,
     callbacks=(),
+    validation: Validation | None = None,
 ) -> list[float]:
-    """Train `agent` on `env` for `env_steps` env steps; returns the training episodes'
-    returns (each also reported as `on_step(step, {"return", "episode_length"})`; every step
-    as `on_progress(step)`)."""
+    """Train `agent` on `env` until `budget` has no step available; returns the training
+    episodes' returns (each also reported as `on_step(task env steps, {"return",
+    "episode_length"})`; every step as `on_progress(task env steps)`). With `validation`
+    (paying from the same budget), the greedy policy is checked every `validation.every`
+    task env steps and at the end (until the budget is spent where no comparison follows),
+    and the best policy is kept; the end's checks are reserved for as the longest episode
+    seen grows."""
     callbacks = CallbackList(callbacks)
     torch.manual_seed(seed)
     sampler = torch.Generator().manual_seed(seed)
@@ -154,13 +161,15 @@ def train_task_sac(
     action_dim = env.action_space.shape[0]
     low, high = env.action_space.low, env.action_space.high
     optimizer = make_optimizer(sac.parameters(), settings.lr, torch.device("cpu"))
-    buffer = ReplayBuffer(min(env_steps, 1_000_000), state_dim, action_dim)
-    warm_up = min(settings.learning_starts, env_steps // 10)
+    buffer = ReplayBuffer(min(budget.limit, 1_000_000), state_dim, action_dim)
+    warm_up = min(settings.learning_starts, budget.available // 10)
     returns: list[float] = []
-    callbacks.on_start({"step": 0, "total_steps": env_steps})
+    callbacks.on_start({"step": budget.used, "total_steps": budget.limit})
     obs, _ = env.reset(seed=episode_seed(seed, 0))
-    episode_return, episode_length, updates = 0.0, 0, 0
-    for step in range(1, env_steps + 1):
+    episode_return, episode_length, updates, step = 0.0, 0, 0, 0
+    while budget.available >= 1:
+        step += 1
+        budget.spend(1)
         state = agent.state(obs)
         if step <= warm_up and not agent.from_skill:
             action = low + (high - low) * torch.rand(action_dim, generator=sampler).numpy()
@@ -186,38 +195,73 @@ def train_task_sac(
             updates += 1
         if terminated or truncated:
             returns.append(episode_return)
-            callbacks.on_step(step, {"return": episode_return, "episode_length": episode_length})
+            report = {"return": episode_return, "episode_length": episode_length}
+            callbacks.on_step(budget.used, report)
+            if validation is not None:
+                validation.reserve_for_the_end(episode_length)
             obs, _ = env.reset(seed=episode_seed(seed, len(returns)))
             episode_return, episode_length = 0.0, 0
-        callbacks.on_progress(step)
+        if validation is not None and validation.due(budget.used):
+            _check(agent, validation, callbacks)
+        callbacks.on_progress(budget.used)
+    if validation is not None:
+        validation.budget.release()
+        _check(agent, validation, callbacks, until_spent=not validation.compares)
+        if validation.best_state is not None:
+            sac.policy.load_state_dict(validation.best_state)
     callbacks.on_end(returns)
     return returns
+
+
+def _check(agent: TaskAgent, validation: Validation, callbacks, until_spent: bool = False) -> None:
+    steps = validation.budget.used
+    mean = validation.check(agent.sac.policy, agent.act, steps, until_spent)
+    if mean is not None:  # None: the budget ended before any episode did
+        callbacks.on_step(steps, {"validation_return": mean})
+
+
+def greedy_play(make_env: Callable[[], gym.Env]):
+    """`Validation.play` on a task: `act(obs)` gives actions."""
+
+    def play(act, seed: int, episodes: int | None, budget: TaskBudget, callbacks=()) -> list[float]:
+        return held_out_returns(make_env, act, seed, episodes, 0, budget, callbacks)
+
+    return play
 
 
 def held_out_returns(
     make_env: Callable[[], gym.Env],
     act: Callable[[np.ndarray], np.ndarray],
     seed: int,
-    episodes: int,
+    episodes: int | None,
     offset: int = EVAL_SEED_OFFSET,
+    budget: TaskBudget | None = None,
     callbacks=(),
 ) -> list[float]:
     """Returns of `act` (observation -> action, greedy) on held-out episodes run to their end:
     episode j starts from `episode_seed(seed + offset, j)`, like every method's (by default
-    the test episodes). Each episode done is reported as `on_progress(episodes so far)`."""
+    the test episodes). With a `budget`, every step is paid from it and the episodes stop
+    when it has none available (the one cut is not returned; `episodes` None: until then).
+    Each episode done is reported as `on_progress(episodes so far)`."""
     callbacks = CallbackList(callbacks)
     env = make_env()
     returns = []
     try:
-        for episode in range(episodes):
+        episode = 0
+        while episodes is None or episode < episodes:
             obs, _ = env.reset(seed=episode_seed(seed + offset, episode))
             total, done = 0.0, False
             while not done:
+                if budget is not None:
+                    if budget.available < 1:
+                        return returns
+                    budget.spend(1)
                 obs, reward, terminated, truncated, _ = env.step(act(obs))
                 total += float(reward)
                 done = terminated or truncated
             returns.append(total)
             callbacks.on_progress(len(returns))
+            episode += 1
     finally:
         env.close()
     return returns
