@@ -14,15 +14,11 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 
 import numpy as np
 import uvicorn
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from skillforge.core.errors import SkillforgeError, first_line
 from skillforge.store.ui_server import url
@@ -39,9 +35,10 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 class RequestError(Exception):
     """A request the model cannot answer: an HTTP status and a one-line message."""
 
-    def __init__(self, status: HTTPStatus, message: str) -> None:
+    def __init__(self, status: HTTPStatus, message: str, close: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.close = close  # end the connection with the answer: the body was not read
 
 
 def predictions(graph, body: bytes) -> bytes:
@@ -60,14 +57,14 @@ def predictions(graph, body: bytes) -> bytes:
             inputs = graph.check(request["inputs"])
         for name, array in inputs.items():
             if not np.isfinite(array).all():
-                raise ValueError(f"{name} holds numbers beyond float32 (±{FLOAT32_MAX:.4g})")
-        outputs = graph.run(inputs)  # checks the arrays again: a few µs
+                raise ValueError(f"{name} holds numbers beyond float32 (largest {FLOAT32_MAX:.4g})")
     except ValueError as error:
         raise RequestError(HTTPStatus.BAD_REQUEST, first_line(error)) from None
-    if isinstance(outputs, dict):
-        answer = {name: array.tolist() for name, array in outputs.items()}
+    outputs = graph.session.run(graph.outputs, inputs)  # as graph.run, without checking again
+    if len(outputs) > 1:
+        answer = {name: array.tolist() for name, array in zip(graph.outputs, outputs, strict=True)}
     else:
-        answer = outputs.tolist()
+        answer = outputs[0].tolist()
     try:
         return json.dumps({"predictions": answer}, allow_nan=False).encode()
     except ValueError:  # NaN or infinity out of finite inputs (huge values): not JSON
@@ -78,50 +75,63 @@ def predictions(graph, body: bytes) -> bytes:
         raise RequestError(HTTPStatus.BAD_REQUEST, message) from None
 
 
-def refusal(status: HTTPStatus, message: str, close: bool = False, headers=None) -> Response:
-    """A JSON error answer whose message is one line; `close` ends the connection."""
-    body = {"error_code": status.name, "message": " ".join(message.split())}
-    headers = {**(headers or {}), **({"Connection": "close"} if close else {})}
-    return Response(json.dumps(body), status, headers, media_type="application/json")
+def refusal(error: RequestError) -> bytes:
+    """The JSON answer of a refused request: its status's name and a one-line message."""
+    message = " ".join(str(error).split())
+    return json.dumps({"error_code": error.status.name, "message": message}).encode()
 
 
-def application(graph) -> Starlette:
-    """The ASGI application answering MLflow's scoring protocol with `graph`."""
+async def answer(graph, scope: dict, receive) -> bytes:
+    """The JSON answer to one request (an ASGI `scope` and its `receive`), or a RequestError."""
+    method, path = scope["method"], scope["path"]
+    if path in ("/ping", "/health") and method in ("GET", "HEAD"):
+        return b"\n"
+    if (method, path) != ("POST", "/invocations"):
+        message = f"no {method} {path}; POST /invocations, GET /ping"
+        raise RequestError(HTTPStatus.NOT_FOUND, message)
+    headers = dict(scope["headers"])  # lower-case names, as ASGI gives them
+    try:
+        length = int(headers.get(b"content-length", b""))
+    except ValueError:
+        message = "send a Content-Length header"
+        raise RequestError(HTTPStatus.LENGTH_REQUIRED, message, close=True) from None
+    if not 0 <= length <= MAX_REQUEST_BYTES:
+        message = f"the request has {length:,} bytes; at most {MAX_REQUEST_BYTES:,} are taken"
+        raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, message, close=True)
+    chunks, more = [], True
+    while more:  # a client gone mid-body ends it short: answered as malformed, to nobody
+        event = await receive()
+        chunks.append(event.get("body", b""))
+        more = event.get("more_body", False)
+    content_type = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip()
+    if content_type.lower() != "application/json":
+        message = f"send JSON with Content-Type: application/json, not {content_type.lower()!r}"
+        raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, message)
+    return predictions(graph, b"".join(chunks))
 
-    async def invocations(request: Request) -> Response:
+
+def application(graph) -> Callable[..., Awaitable[None]]:
+    """The ASGI application answering MLflow's scoring protocol with `graph` (plain ASGI: a
+    framework's routing and middleware cost more than the model on one observation)."""
+
+    async def app(scope: dict, receive, send) -> None:
+        if scope["type"] != "http":  # no lifespan events are sent, no websockets accepted
+            return
+        status, close = HTTPStatus.OK, False
         try:
-            length = int(request.headers.get("Content-Length", ""))
-        except ValueError:
-            return refusal(HTTPStatus.LENGTH_REQUIRED, "send a Content-Length header", close=True)
-        if not 0 <= length <= MAX_REQUEST_BYTES:
-            message = f"the request has {length:,} bytes; at most {MAX_REQUEST_BYTES:,} are taken"
-            return refusal(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, message, close=True)
-        body = await request.body()
-        content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if content_type != "application/json":
-            message = f"send JSON with Content-Type: application/json, not {content_type!r}"
-            return refusal(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, message)
-        try:
-            return Response(predictions(graph, body), media_type="application/json")
+            body = await answer(graph, scope, receive)
         except RequestError as error:
-            return refusal(error.status, str(error))
+            status, close, body = error.status, error.close, refusal(error)
         except Exception as error:  # onnxruntime failing on a checked request: still one line
-            return refusal(HTTPStatus.INTERNAL_SERVER_ERROR, first_line(error))
+            status = HTTPStatus.INTERNAL_SERVER_ERROR
+            body = refusal(RequestError(status, first_line(error)))
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
-    async def ping(request: Request) -> Response:
-        return Response(b"\n", media_type="application/json")
-
-    async def not_served(request: Request, error: HTTPException) -> Response:
-        message = f"no {request.method} {request.url.path}; POST /invocations, GET /ping"
-        return refusal(HTTPStatus(error.status_code), message, headers=error.headers)
-
-    routes = [
-        Route("/invocations", invocations, methods=["POST"]),
-        Route("/ping", ping, methods=["GET"]),
-        Route("/health", ping, methods=["GET"]),
-    ]
-    handlers = {HTTPStatus.NOT_FOUND: not_served, HTTPStatus.METHOD_NOT_ALLOWED: not_served}
-    return Starlette(routes=routes, exception_handlers=handlers)
+    return app
 
 
 class ModelServer:
@@ -149,6 +159,7 @@ class ModelServer:
             backlog=BACKLOG,
             ws="none",
             lifespan="off",
+            proxy_headers=False,  # the client's address is never used
             log_config=None,
             log_level="error",  # quiet: no line per request, nor per malformed request
             access_log=False,
