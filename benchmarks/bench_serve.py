@@ -1,16 +1,23 @@
-"""A library over HTTP: latency of one observation and throughput at batch 256.
+"""A library over HTTP: latency of one observation, throughput at batch 256, and many
+clients at once.
 
     python benchmarks/bench_serve.py [--env Hopper-v5] [--skills 20] [--requests 2000]
-                                      [--batch 256] [--no-mlflow]
+                                      [--batch 256] [--clients 16 64]
+                                      [--concurrent-requests 1600] [--baseline DIR]
+                                      [--no-mlflow]
 
 An untrained library of the paper's size (2 x 300 units; weights do not change the timings)
 is registered in a temporary store and served by `skillforge serve` and, for comparison, by
 `mlflow models serve --env-manager local`, each a separate process on 127.0.0.1. One client
 keeps one connection open (HTTP keep-alive) and sends MLflow's request
 {"inputs": {"observation": [[...]], "skill": [k]}}: p50 and p99 of a single observation,
-then observations/s with batches of 256 (every row its own skill). The same graph is also
-timed in-process on onnxruntime and on PyTorch, which is why `skillforge serve` runs
-onnxruntime. Prints a table and writes benchmarks/results/serve.json.
+then observations/s with batches of 256 (every row its own skill). Then 16 and 64 clients
+(threads) at once, each request one observation on a new connection, as most HTTP clients
+send them: p50 and p99 from connect to answer, and observations/s over all clients.
+`--baseline DIR` also measures the `skillforge serve` of another checkout in DIR (e.g.
+`git archive <commit> | tar -x -C DIR`), in the same run. The same graph is also timed
+in-process on onnxruntime and on PyTorch, which is why `skillforge serve` runs onnxruntime.
+Prints a table and writes benchmarks/results/serve.json.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -40,11 +48,12 @@ from skillforge.store.ui_server import answers, free_port
 RESULTS = Path(__file__).resolve().parent / "results" / "serve.json"
 
 
-def start(command: list[str], port: int, env: dict) -> subprocess.Popen:
+def start(command: list[str], port: int, env: dict, cwd: Path | None = None) -> subprocess.Popen:
     """A server process (its own process group) once it answers GET /ping on `port`."""
     process = subprocess.Popen(
         command,
         env=env,
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -101,6 +110,54 @@ def measure(port: int, observations: np.ndarray, n_skills: int, requests: int) -
     }
 
 
+def measure_concurrent(
+    port: int, observations: np.ndarray, n_skills: int, clients: int, requests: int
+) -> dict:
+    """p50/p99 ms (connect to answer) and observations/s of `clients` threads at once, each
+    request one observation on a new connection; failed requests are counted, not timed."""
+    bodies = [
+        json.dumps({"inputs": {"observation": [row.tolist()], "skill": [i % n_skills]}})
+        for i, row in enumerate(observations)
+    ]
+    latencies: list[float] = []
+    failures: list[str] = []
+
+    def client(first: int) -> None:
+        for i in range(first, requests, clients):
+            start = time.perf_counter()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            try:
+                headers = {"Content-Type": "application/json"}
+                connection.request("POST", "/invocations", bodies[i % len(bodies)], headers)
+                response = connection.getresponse()
+                answer = response.read()
+            except OSError as error:
+                failures.append(repr(error))
+                continue
+            finally:
+                connection.close()
+            if response.status != 200:
+                failures.append(f"HTTP {response.status}: {answer[:300]!r}")
+            else:
+                latencies.append(time.perf_counter() - start)  # list.append is atomic
+
+    threads = [threading.Thread(target=client, args=(first,)) for first in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - start
+    return {
+        "requests": requests,
+        "failed": len(failures),
+        "first_failure": failures[0] if failures else None,
+        "p50_ms": float(np.percentile(latencies, 50) * 1e3),
+        "p99_ms": float(np.percentile(latencies, 99) * 1e3),
+        "obs_per_s": len(latencies) / seconds,
+    }
+
+
 def engine_us(library, graph, observations: np.ndarray, calls: int = 2000) -> dict:
     """Median µs per call of the library graph in-process: onnxruntime (the served model's
     checked graph) and PyTorch eager (one thread), for 1 and for all observations."""
@@ -132,9 +189,19 @@ def main() -> None:
     parser.add_argument("--skills", type=int, default=20)
     parser.add_argument("--requests", type=int, default=2000, help="single-observation requests")
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--clients", type=int, nargs="*", default=[16, 64])
+    parser.add_argument(
+        "--concurrent-requests", type=int, default=1600, help="requests per number of clients"
+    )
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout whose skillforge serve is measured too"
+    )
+    parser.add_argument("--baseline-label", default="baseline", help="its name in the results")
+    parser.add_argument("--note", help="said in the results, e.g. what else ran on the machine")
     parser.add_argument("--no-mlflow", action="store_true", help="skip mlflow models serve")
     parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args()
+    load = os.getloadavg()[0]
     library = make_library(args.env, args.skills)
     rows = args.batch
     visited = example_observations(library, rows=64)  # (64, obs_dim) real states
@@ -149,31 +216,50 @@ def main() -> None:
         results["in-process µs per call"] = engine_us(
             library, load_graph("models:/bench/1"), observations
         )
-        servers = {
-            "skillforge serve": [sys.executable, "-m", "cli.main", "serve", "models:/bench/1"]
-        }
+        skillforge = [sys.executable, "-m", "cli.main", "serve", "models:/bench/1"]
+        servers = {"skillforge serve": (skillforge, None)}
+        if args.baseline:
+            servers[f"skillforge serve, {args.baseline_label}"] = (skillforge, args.baseline)
         if not args.no_mlflow:
-            servers["mlflow models serve"] = [str(bin_dir / "mlflow"), "models", "serve"]
-            servers["mlflow models serve"] += ["-m", "models:/bench/1", "--env-manager", "local"]
-        for name, command in servers.items():
+            mlflow_serve = [str(bin_dir / "mlflow"), "models", "serve", "-m", "models:/bench/1"]
+            servers["mlflow models serve"] = ([*mlflow_serve, "--env-manager", "local"], None)
+        for name, (command, checkout) in servers.items():
             port = free_port()
-            flags = ["--port", str(port)] if name == "skillforge serve" else ["-p", str(port)]
-            process = start([*command, *flags], port, env)
+            flags = ["-p", str(port)] if name == "mlflow models serve" else ["--port", str(port)]
+            server_env = {**env, "PYTHONPATH": str(checkout)} if checkout else env
+            process = start([*command, *flags], port, server_env, cwd=checkout)
             try:
                 results[name] = measure(port, observations, args.skills, args.requests)
+                for clients in args.clients:
+                    results[name][f"{clients} clients, new connections"] = measure_concurrent(
+                        port, observations, args.skills, clients, args.concurrent_requests
+                    )
             finally:
                 stop(process)
-    print(f"{args.env}, {args.skills} skills, hidden {library.spec.hidden}, HTTP keep-alive")
+    print(f"{args.env}, {args.skills} skills, hidden {library.spec.hidden}")
     for name in servers:
         figures = results[name]
         print(
-            f"  {name:<20} one observation p50 {figures['p50_ms']:6.2f} ms  "
-            f"p99 {figures['p99_ms']:6.2f} ms   batch {rows}: "
+            f"  {name}\n    one client, keep-alive: one observation p50 {figures['p50_ms']:6.2f} ms"
+            f"  p99 {figures['p99_ms']:7.2f} ms   batch {rows}: "
             f"{figures[f'batch_{rows}_obs_per_s']:9,.0f} obs/s"
         )
+        for clients in args.clients:
+            many = figures[f"{clients} clients, new connections"]
+            print(
+                f"    {clients:>3} clients, new connections: p50 {many['p50_ms']:6.2f} ms  "
+                f"p99 {many['p99_ms']:7.2f} ms   {many['obs_per_s']:9,.0f} obs/s"
+                + (f"   {many['failed']} failed: {many['first_failure']}" if many["failed"] else "")
+            )
     engines = results["in-process µs per call"].items()
     print("  in-process, µs per call: " + ", ".join(f"{case} {us:,.0f}" for case, us in engines))
-    results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform()}
+    results["machine"] = {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "load_average_at_start": load,
+    }
+    if args.note:
+        results["machine"]["note"] = args.note
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")
 
