@@ -19,8 +19,9 @@ from skillforge.core.errors import ConfigError, EnvError
 from skillforge.reuse import baselines
 from skillforge.reuse.budget import TaskBudget
 from skillforge.reuse.meta_controller import reward_scale_for, train_meta_controller
+from skillforge.reuse.meta_selection import Validation
 from skillforge.reuse.skill_actions import SkillActionEnvs, SkillActionWrapper, run_skill_policy
-from skillforge.reuse.task_sac import TaskSACSettings, scratch_agent, train_task_sac
+from skillforge.reuse.task_sac import TaskSACSettings, greedy_play, scratch_agent, train_task_sac
 from skillforge.reuse.tasks import HURDLE_HEIGHT, HURDLE_SPACING, WAYPOINTS, make_task
 from skillforge.skills.sources import LibrarySkills, OnnxSkills, RegistrySkills
 
@@ -328,3 +329,19 @@ def test_meta_controller_falls_back_to_its_best_skill_when_that_does_better():
     alone = [np.mean(run_skill_policy(lanes, baselines.constant(k), 7, 3)) for k in range(3)]
     deployed = np.mean(run_skill_policy(lanes, lambda o, rng: meta.choose(o), 7, 3))
     assert deployed >= min(alone)  # never the worst of its skills here
+
+
+def test_sac_from_scratch_keeps_its_best_validated_policy_inside_its_budget():
+    """SAC from scratch gets the meta-controller's protection: its greedy policy is checked on
+    the validation episodes every 400 task env steps and at the end (until the budget is
+    spent), each check paid from the same budget, and the best policy is the one kept."""
+    env, settings = gym.make("Pendulum-v1"), TaskSACSettings(hidden=32, batch_size=32)
+    budget = TaskBudget(2_000)
+    play = greedy_play(lambda: gym.make("Pendulum-v1"))
+    checks = Validation(play, 1, 0, 400, budget, compares=False)
+    agent = scratch_agent(env, settings)
+    train_task_sac(agent, env, budget, 0, settings, validation=checks)
+    assert budget.used == 2_000 and checks.env_steps >= len(checks.curve) * 200
+    assert len(checks.curve) >= 3 and checks.best_return == max(v for _, v in checks.curve)
+    kept = agent.sac.policy.state_dict()
+    assert all(torch.equal(kept[key], value) for key, value in checks.best_state.items())

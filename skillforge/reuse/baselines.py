@@ -4,9 +4,12 @@ random skill switching every K steps (SAC from scratch is `skillforge.reuse.task
 The best single skill is the one a user would choose without seeing the test episodes:
 every skill is tried on selection episodes (seeds of their own, apart from the training and
 the test episodes), and the best few again on more selection episodes. The meta-controller
-falls back to this same choice, so "never below the best skill" is a comparison on equal
-terms. Picking the skill on the test episodes themselves is an oracle (the maximum of N
-noisy means is biased upwards); `skill_means` on the test episodes reports it apart."""
+and `finetune --skill best` choose the same way; the best-skill baseline spends its whole
+budget on it (more second-round episodes of the same two candidates), since its choosing
+is all the task experience it has. Every selection step is paid from the method's budget
+(`budget.TaskBudget`). Picking the skill on the test episodes themselves is an oracle (the
+maximum of N noisy means is biased upwards); `skill_means` on the test episodes reports it
+apart."""
 
 from __future__ import annotations
 
