@@ -22,7 +22,6 @@ from skillforge.app.library_file import import_library, read_library_file, save_
 from skillforge.core.config import (
     NO_EVALUATION,
     FinetuneConfig,
-    HierarchicalConfig,
     PretrainConfig,
 )
 from skillforge.core.envs import make_env
@@ -199,23 +198,28 @@ def test_finetune_runs_scores_every_method_alike_and_registers_the_policy(pendul
 
 def test_finetune_and_hierarchical_pick_the_same_best_skill(pendulum_library, store):
     """One selection for both (issue 23): the same library, seed and --validation-episodes
-    give the same skill; when fine-tuning is not surely better the output says the skill's
-    weights were put back."""
-    from skillforge.app.hierarchical import train_hierarchical
-
-    hierarchical = HierarchicalConfig(
-        total_steps=6_000, skill_steps=10, hidden=16, envs=2, validation_episodes=2, seed=3
-    )
-    meta = train_hierarchical("pend", hierarchical, store).meta_controller
-    args = ["finetune", "--library", "pend", "--steps", "4_000", "--learning-starts", "100"]
-    args += ["--batch-size", "32", "--validation-episodes", "2", "--eval-episodes", "1"]
-    result = runner.invoke(app, [*args, "--seed", "3", "--tracking-uri", store])
-    assert result.exit_code == 0, result.output
-    assert f"Fine-tuned skill {meta.best_skill} on Pendulum-v1" in result.stdout, result.stdout
+    give the same skill; hierarchical names its deploy rule rightly, and when fine-tuning is
+    not surely better the output says the skill's weights were put back."""
+    common = ["--library", "pend", "--validation-episodes", "2", "--seed", "3"]
+    common += ["--eval-episodes", "1", "--tracking-uri", store]
+    meta = runner.invoke(app, ["hierarchical", *common, "--steps", "6000", "--envs", "2"])
+    assert meta.exit_code == 0, meta.output
+    assert "one-sided 99% lower bound less a 5% margin" in meta.stdout
+    assert "95%" not in meta.stdout
+    args = ["finetune", *common, "--steps", "4000", "--learning-starts", "100"]
+    tuned = runner.invoke(app, [*args, "--batch-size", "32"])
+    assert tuned.exit_code == 0, tuned.output
     client = MlflowClient(store)
-    run_id = result.stdout.split("run ")[1].split()[0]
-    fallback = client.get_run(run_id).data.tags["skillforge.finetune_fallback"] == "true"
-    assert ("the skill's own weights are put back" in result.stdout) == fallback
+
+    def tags(result) -> dict:
+        run_id = result.stdout.split(": run ")[1].split()[0]
+        return client.get_run(run_id).data.tags
+
+    selected = tags(meta)["skillforge.selected_skill"]
+    assert tags(tuned)["skillforge.skill"] == selected
+    assert f"Fine-tuned skill {selected} on Pendulum-v1" in tuned.stdout
+    fallback = tags(tuned)["skillforge.finetune_fallback"] == "true"
+    assert ("the skill's own weights are put back" in tuned.stdout) == fallback
 
 
 def test_finetune_refusals(pendulum_library, store):

@@ -119,6 +119,8 @@ def _train_hierarchical(
         run.client.log_param(run.run_id, "reward_scale", f"{meta.reward_scale:.6g}")
         fallback = "none" if meta.fallback is None else str(meta.fallback)
         run.client.set_tag(run.run_id, "skillforge.meta_fallback", fallback)
+        if meta.best_skill is not None:  # the skill it falls back to, as finetune chooses
+            run.client.set_tag(run.run_id, "skillforge.selected_skill", str(meta.best_skill))
         _log_validation(run, meta, steps)
         log_task_env_steps(run, "meta-controller", meta.task_env_steps, steps)
         final["meta-controller"] = _evaluate(
