@@ -39,7 +39,6 @@ def evaluate(
 
     from skillforge.app.checks import use_threads
     from skillforge.app.evaluate import evaluate_stored
-    from skillforge.app.library import running_log_q
 
     use_threads(threads)
 
@@ -53,11 +52,11 @@ def evaluate(
     info, report = evaluate_stored(library, tracking_uri, episodes, seed, video, announce)
     for note in report.notes:
         typer.echo(f"warning: {note}", err=True)
-    for line in summary(info, report, running_log_q(info.run_id, tracking_uri)):
+    for line in summary(info, report):
         typer.echo(line)
 
 
-def summary(info, report, training_curve: list[tuple[int, float]] = ()) -> list[str]:
+def summary(info, report) -> list[str]:
     """What a user reads after `skillforge evaluate`."""
     metrics = report.metrics()
     n = report.n_skills
@@ -84,7 +83,7 @@ def summary(info, report, training_curve: list[tuple[int, float]] = ()) -> list[
             "these held-out states)",
         )
         row("effective skills", f"{metrics['effective_skills']:.2f} of {n}")
-    row("running log q(z|s)", running_log_q_text(list(training_curve)))
+    row("running log q(z|s)", running_log_q_text(report.running_log_q))
     row(
         "best skill",
         f"{int(metrics['best_skill'])} (return {metrics['best_skill_return']:.1f}); "

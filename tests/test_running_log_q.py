@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from skillforge.app import pretrain as pipeline
+from skillforge.app.evaluate import evaluate_stored
 from skillforge.app.library import running_log_q as library_running_log_q
 from skillforge.core.config import NO_EVALUATION
 from skillforge.evaluation.running_log_q import running_log_q
@@ -63,3 +64,5 @@ def test_library_show_and_evaluate_report_a_real_runs_running_log_q(store, tmp_p
     )
     assert evaluated.exit_code == 0, evaluated.output
     assert " ".join(expected.split()) in " ".join(evaluated.stdout.split())
+    _, report = evaluate_stored("pend-curve", store, episodes=1, video=False)
+    assert report.running_log_q == points  # the Python API's report carries it too

@@ -21,9 +21,11 @@ def evaluate_and_log(
     video: bool = True,
 ) -> EvaluationReport:
     """Evaluate `library`, then log its measures (`eval/...` at `step`), pictures and videos
-    to its MLflow run `run_id`. What `skillforge evaluate` and the end of pretraining do."""
+    to its MLflow run `run_id`. What `skillforge evaluate` and the end of pretraining do. The
+    report also carries the run's running log q(z|s) (`report.running_log_q`)."""
     import tempfile
 
+    from skillforge.app.library import running_log_q_of_run
     from skillforge.store import tracking
 
     report = evaluate(library, episodes, seed, video=video)
@@ -33,6 +35,7 @@ def evaluate_and_log(
         earlier = tracking.metric_history(client, run_id, f"eval/{key}")
         history[f"eval/{key}"] = [(s, v) for s, v in earlier if s != step]
         history[f"eval/{key}"].append((step, report.scores.get(key, math.nan)))
+    report.running_log_q = running_log_q_of_run(client, run_id)
     with tempfile.TemporaryDirectory(prefix="skillforge-eval-") as folder:
         files = write_files(report, folder, history)
         report.artifacts = [str(path.relative_to(folder)) for path in files]

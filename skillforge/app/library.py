@@ -55,7 +55,7 @@ def show_library(reference: str, tracking_uri: str | None = None) -> LibraryView
     uri = f"models:/{name}/{version}" if version else ""
     aliases = registry.model_aliases(client, name) if version else {}
     skills = library_skills(info, client=client)
-    return LibraryView(info, skills, uri, aliases, _running_log_q(client, info.run_id))
+    return LibraryView(info, skills, uri, aliases, running_log_q_of_run(client, info.run_id))
 
 
 def running_log_q(
@@ -65,10 +65,11 @@ def running_log_q(
     DIAYN-PyTorch plots it: (episodes finished, running log q(z|s)) points, smoothed as
     `skillforge.evaluation.running_log_q` says; empty if the run logged no episode counts."""
     client = tracking.connect_existing(tracking_uri)
-    return _running_log_q(client, tracking.find_library(reference, client=client).run_id)
+    return running_log_q_of_run(client, tracking.find_library(reference, client=client).run_id)
 
 
-def _running_log_q(client, run_id: str) -> list[tuple[int, float]]:
+def running_log_q_of_run(client, run_id: str) -> list[tuple[int, float]]:
+    """`running_log_q` of the run `run_id` in the open store `client`."""
     history = partial(tracking.metric_history, client, run_id)
     return smoothed_log_q(history("log_q_z"), history("episodes"))
 

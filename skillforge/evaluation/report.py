@@ -47,6 +47,8 @@ class EvaluationReport:
     frame_seconds: float = 0.0  # playback time of one frame
     notes: list[str] = field(default_factory=list)  # e.g. why there is no video
     artifacts: list[str] = field(default_factory=list)  # files logged, e.g. "plots/x.png"
+    # the library's training curve: (episodes, running log q(z|s)), see running_log_q.py
+    running_log_q: list[tuple[int, float]] = field(default_factory=list)
 
     @property
     def coverage_of(self) -> str:
