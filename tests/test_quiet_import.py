@@ -40,3 +40,17 @@ def test_a_halfcheetah_import_is_quiet_and_listed_with_its_heldout_log_q(workdir
     assert f"{heldout:.3f}" in row.split()  # not `-`: the library has no training metrics
     shown = CliRunner().invoke(app, ["library", "show", "halfcheetah-x", "--tracking-uri", store])
     assert "running log q(z|s) unavailable" in shown.stdout  # no training curve in the file
+
+
+def test_only_the_known_mujoco_warning_is_dropped(capsys):
+    import mujoco
+
+    from skillforge.core.envs import KNOWN_MUJOCO_WARNINGS, _known_mujoco_warnings_dropped
+
+    before = mujoco.get_mju_user_warning()
+    with _known_mujoco_warnings_dropped("HalfCheetah-v5"):
+        handler = mujoco.get_mju_user_warning()
+        handler(f"{KNOWN_MUJOCO_WARNINGS[0]} and will be removed")
+        handler("Nan, Inf or huge value in QACC at DOF 0")
+    assert mujoco.get_mju_user_warning() is before  # put back
+    assert capsys.readouterr().err == "WARNING: Nan, Inf or huge value in QACC at DOF 0\n\n"
