@@ -1,11 +1,13 @@
 """A library over HTTP: `skillforge serve` and `mlflow models serve` of its registered library
 model, each a real server process asked by a real HTTP client (urllib)."""
 
+import http.client
 import json
 import os
 import re
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -74,6 +76,12 @@ def test_skillforge_serve_answers_every_skill_and_refuses_bad_requests_in_one_li
             assert status == expected_status and fragment in answer["message"], answer
             assert "\n" not in answer["message"]
             assert post_json(port, good)[0] == 200  # and the server goes on serving
+        kept = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for pause in (0, 6):  # a connection idle for a while is kept (uvicorn's default: 5 s)
+            time.sleep(pause)
+            kept.request("POST", "/invocations", good, {"Content-Type": "application/json"})
+            assert kept.getresponse().read().startswith(b'{"predictions": ')
+        kept.close()
         taken = CliRunner().invoke(app, command[3:])  # the same port again
         assert_one_line_error(taken, f"cannot listen on 127.0.0.1 port {port}")
     out, err = server.stopped_output

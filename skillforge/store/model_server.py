@@ -29,6 +29,10 @@ MAX_REQUEST_BYTES = 64 * 2**20
 BACKLOG = 2048
 """Connections the kernel queues before the server accepts them (uvicorn's default)."""
 
+KEEP_ALIVE_SECONDS = 75
+"""How long an idle kept-alive connection stays open (uvicorn's default, 5 s, drops a client
+that pauses between episodes; 75 s is nginx's default)."""
+
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -163,6 +167,7 @@ class ModelServer:
             log_config=None,
             log_level="error",  # quiet: no line per request, nor per malformed request
             access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
             timeout_graceful_shutdown=3,
         )
         self.server = uvicorn.Server(config)
