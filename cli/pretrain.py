@@ -19,6 +19,7 @@ from skillforge.core.config import (
 
 PRETRAIN = defaults(PretrainConfig)
 METRA = OBJECTIVE_DEFAULTS["metra"]
+UNCAPPED_STEPS = 10**12  # the step "budget" of a run that --minutes alone ends
 EVALUATION = defaults(EvaluationOptions)
 BufferSize = Annotated[int, typer.Option(help="Replay buffer capacity.")]
 CheckpointEvery = Annotated[int, typer.Option(help="Steps between checkpoints.")]
@@ -80,6 +81,14 @@ def pretrain(
         typer.Option(
             help="Total episodes instead (the budget DIAYN-PyTorch counts); the run ends at "
             "whichever of --steps and --episodes comes first. Without --steps: episodes alone.",
+            show_default=False,
+        ),
+    ] = None,
+    minutes: Annotated[
+        float | None,
+        typer.Option(
+            help="Minutes of training instead (a wall-clock budget, to compare methods on one "
+            "machine; where it ends depends on the machine's speed).",
             show_default=False,
         ),
     ] = None,
@@ -193,12 +202,16 @@ def pretrain(
         )
     if episodes is not None and episodes < 1:
         raise typer.BadParameter(f"--episodes must be positive, got {episodes}")
+    if minutes is not None and not minutes > 0:
+        raise typer.BadParameter(f"--minutes must be positive, got {minutes}")
+    if resume is not None and minutes is not None:
+        raise typer.BadParameter("--minutes starts a run; --resume continues its own budget")
     if resume is None:
         env_id = resolve_env_id(env)
-        if steps is None:
-            steps = (
-                PRETRAIN.total_steps if episodes is None else steps_for_episodes(env_id, episodes)
-            )
+        if steps is None and episodes is not None:
+            steps = steps_for_episodes(env_id, episodes)
+        elif steps is None:
+            steps = PRETRAIN.total_steps if minutes is None else UNCAPPED_STEPS
         options = {
             "hidden": hidden,
             "lr": lr,
@@ -216,6 +229,7 @@ def pretrain(
             n_skills=skills,
             total_steps=steps,
             total_episodes=episodes or 0,
+            total_minutes=minutes or 0.0,
             seed=seed,
             batch_size=batch_size,
             gamma=gamma,

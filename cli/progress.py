@@ -19,11 +19,21 @@ from rich.progress import (
 from rich.text import Text
 
 
-def diayn_summary(metrics: dict[str, float]) -> str | None:
-    """Running mean log q(z|s) and discriminator accuracy (chance: -ln N and 1/N)."""
-    if "log_q_z" not in metrics:
+def skills_summary(metrics: dict[str, float]) -> str | None:
+    """DIAYN: mean log q(z|s) and discriminator accuracy (chance: -ln N and 1/N); METRA: the
+    reward, the mean squared step in phi (kept <= 1) and lambda; both: updates/s."""
+    if "log_q_z" in metrics:
+        text = f"log q(z|s) {metrics['log_q_z']:.3f}  acc {metrics['discriminator_accuracy']:.2f}"
+    elif "phi_step_squared" in metrics:
+        text = (
+            f"reward {metrics['intrinsic_reward']:.3f}  |dphi|^2 "
+            f"{metrics['phi_step_squared']:.2f}  lambda {metrics['lambda']:.1f}"
+        )
+    else:
         return None
-    return f"log q(z|s) {metrics['log_q_z']:.3f}  acc {metrics['discriminator_accuracy']:.2f}"
+    if "updates_per_second" in metrics:
+        text += f"  {rate_text(metrics['updates_per_second'])} updates/s"
+    return text
 
 
 def return_summary(metrics: dict[str, float]) -> str | None:
@@ -67,7 +77,7 @@ class TrainingProgress:
     def __init__(
         self,
         label: str = "DIAYN",
-        summary: Callable[[dict], str | None] = diayn_summary,
+        summary: Callable[[dict], str | None] = skills_summary,
         end_message: str = "Training done; evaluating and registering the skills...",
         log_seconds: float = 30.0,
         unit: str = "steps",
@@ -94,8 +104,10 @@ class TrainingProgress:
             self.progress.stop()
 
     def on_start(self, info: dict) -> None:
-        """`info`: `step`, `total_steps`, and the `unit` counted if not `self.unit`."""
+        """`info`: `step`, `total_steps`, and the `unit` counted and the `label` shown if not
+        `self.unit` and `self.label`."""
         self.unit = self._plain.unit = info.get("unit", self.unit)
+        self.label = self._plain.label = info.get("label", self.label)
         total = info["total_steps"]
         self.task = self.progress.add_task(
             self.label, total=total, completed=info["step"], summary="", unit=self.unit

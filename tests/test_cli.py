@@ -29,20 +29,25 @@ def run(*args: str):
 def test_help_lists_every_option_with_the_papers_defaults():
     result = run("pretrain", "--help")
     assert result.exit_code == 0
-    text = " ".join(result.stdout.split())
+    text = " ".join(result.stdout.replace("│", " ").split())  # help wrapped in a box
     options = (
         "--skills --steps --seed --hidden --batch-size --lr --alpha --gamma --tau --buffer-size "
-        "--learning-starts --device --experiment --name --checkpoint-every --resume --tracking-uri"
+        "--learning-starts --device --experiment --name --checkpoint-every --resume --tracking-uri "
+        "--objective --envs --updates-per-step --max-episode-steps --episodes --minutes"
     )
     for option in options.split():
         assert option in text, option
-    for default in (
+    for default in (  # DIAYN's paper, and METRA's authors' where the objective changes it
         "[default: 20]",
         "1000000",
-        "[default: 300]",
+        "Default 300; metra: 1024",
         "[default: 256]",
-        "[default: 0.0003]",
-        "[default: 0.1]",
+        "Default 0.0003; metra: 0.0001",
+        "Default 0.1; metra: 0.01",
+        "Default 1; metra: 8",
+        "Default 1; metra: 0.03125",
+        "metra: 200",
+        "[default: diayn]",
         "[default: skillforge]",
     ):
         assert default in text, default

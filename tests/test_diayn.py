@@ -166,3 +166,15 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     with pytest.raises(TrainingDiverged, match="by step 200"):
         loop.train(tiny_config(total_steps=300), str(path), [Poison()])
     assert load_checkpoint(path)["step"] == 100
+
+
+def test_a_minutes_budget_ends_training_and_fixes_its_steps(tmp_path):
+    """`--minutes`: training stops once that much wall-clock time has passed; the steps done
+    by then become the run's total (so the finished library reads as finished)."""
+    config = tiny_config(total_steps=10**9, total_minutes=0.05, checkpoint_every=10**9)
+    result = loop.train(config, str(tmp_path / "c.pt"))
+    state = load_checkpoint(tmp_path / "c.pt")
+    assert result.step < 10**9 and result.config.total_steps == result.step == state["step"]
+    assert state["config"]["total_steps"] == result.step and state["seconds"] >= 3.0
+    # one gradient step per env step after the warm-up, counted across the run
+    assert state["gradient_steps"] == result.step - config.learning_starts > 0

@@ -171,7 +171,7 @@ def resume(
     elif config is None:
         raise CheckpointError(f"library {name} has no checkpoint at {checkpoint_path}")
     if total_steps is not None:
-        config = config.replace(total_steps=total_steps, total_episodes=0)
+        config = config.replace(total_steps=total_steps, total_episodes=0, total_minutes=0.0)
     if total_episodes is not None:
         steps = total_steps or steps_for_episodes(config.env_id, total_episodes)
         config = config.replace(total_steps=steps, total_episodes=total_episodes)

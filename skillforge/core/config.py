@@ -38,6 +38,10 @@ class PretrainConfig:
     """Episodes in total (a budget counted as DIAYN-PyTorch counts it); 0: none. The run ends
     at whichever budget it meets first; when the episodes end it, the steps they took become
     its `total_steps`."""
+    total_minutes: float = 0.0
+    """Minutes of training in total (a wall-clock budget, for comparing methods on one
+    machine); 0: none. Like an episode budget, the steps done by then become `total_steps`;
+    unlike the other budgets, where it ends depends on the machine's speed."""
     seed: int = 0
     """Seeds torch, the replay sampler and every episode reset."""
     hidden: int = 300
@@ -123,6 +127,10 @@ class PretrainConfig:
         _require(
             self.total_episodes >= 0, f"--episodes must be positive, got {self.total_episodes}"
         )
+        _require(
+            math.isfinite(self.total_minutes) and self.total_minutes >= 0,
+            f"--minutes must be positive, got {self.total_minutes}",
+        )
         _require(0 <= self.seed < 2**63, f"--seed must be in [0, 2^63), got {self.seed}")
         _require(1 <= self.hidden <= 8192, f"--hidden must be in [1, 8192], got {self.hidden}")
         _require(self.batch_size >= 1, f"--batch-size must be positive, got {self.batch_size}")
@@ -162,9 +170,14 @@ class PretrainConfig:
             "library); pick another name",
         )
 
-    def budget_reached(self, step: int, episodes: int) -> bool:
-        """True once `step` env steps or `episodes` finished episodes meet the budget."""
-        return step >= self.total_steps or 0 < self.total_episodes <= episodes
+    def budget_reached(self, step: int, episodes: int, seconds: float = 0.0) -> bool:
+        """True once `step` env steps, `episodes` finished episodes or `seconds` of training
+        meet the budget."""
+        return (
+            step >= self.total_steps
+            or 0 < self.total_episodes <= episodes
+            or 0 < self.total_minutes * 60 <= seconds
+        )
 
     def to_params(self) -> dict[str, str]:
         """Flat string params, as logged to MLflow."""

@@ -182,7 +182,8 @@ def return_curves(
     axis.set_ylabel("episode return")
     axis.set_title(title)
     axis.grid(alpha=0.3)
-    axis.legend()
+    if axis.get_legend_handles_labels()[0]:  # a short run may have no curve to name
+        axis.legend()
     return _save(fig, path)
 
 

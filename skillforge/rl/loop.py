@@ -4,6 +4,7 @@ report and checkpoint through callbacks."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import gymnasium as gym
@@ -112,7 +113,13 @@ def train(
 
     policy_input = np.zeros((len(envs), spec.obs_dim + spec.n_skills), dtype=np.float32)
     callbacks.on_start(
-        {"step": run.step, "total_steps": config.total_steps, "spec": spec, "agent": agent}
+        {
+            "step": run.step,
+            "total_steps": config.total_steps,
+            "spec": spec,
+            "agent": agent,
+            "label": config.objective.upper(),
+        }
     )
 
     def checkpoint() -> str:
@@ -122,8 +129,9 @@ def train(
         return path
 
     last_checkpoint_step = run.step
+    clock = time.perf_counter() - run.seconds  # training time continues across sessions
     with StopRequest() as stop:
-        while not config.budget_reached(run.step, run.finished_episodes):
+        while not config.budget_reached(run.step, run.finished_episodes, run.seconds):
             actions = _actions(run, observations, policy_input)
             for i, (env, episode, action) in enumerate(
                 zip(envs, run.episodes, actions, strict=True)
@@ -151,13 +159,16 @@ def train(
                     run.update_credit -= 1.0
                     batch = buffer.sample(config.batch_size, run.sampler, device)
                     run.window.add(update(agent, run.optimizer, batch))
+                    run.gradient_steps += 1
+            run.seconds = time.perf_counter() - clock
 
-            done = config.budget_reached(step, run.finished_episodes)
-            if done and step < config.total_steps:  # the episode budget ended it
+            done = config.budget_reached(step, run.finished_episodes, run.seconds)
+            if done and step < config.total_steps:  # the episode or time budget ended it
                 config = run.config = config.replace(total_steps=step)
             if _crossed(previous, step, config.log_every) or done:
                 report = run.window.report(step)
-                callbacks.on_step(step, {**report, "episodes": run.finished_episodes})
+                counts = {"episodes": run.finished_episodes, "gradient_steps": run.gradient_steps}
+                callbacks.on_step(step, {**report, **counts})
             if _crossed(previous, step, config.checkpoint_every):
                 checkpoint()
                 last_checkpoint_step = step

@@ -74,6 +74,7 @@ class MetricWindow:
                 report[name] = value
         if self.start_step is not None and now > self.started:
             report["steps_per_second"] = (step - self.start_step) / (now - self.started)
+            report["updates_per_second"] = self.updates / (now - self.started)
         if self.lengths:
             all_returns = [r for returns in self.returns.values() for r in returns]
             report["extrinsic_return"] = float(np.mean(all_returns))

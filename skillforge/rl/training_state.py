@@ -73,6 +73,9 @@ class TrainingState:
     """The index the next episode gets; those finished are this minus the ones in progress."""
     update_credit: float = 0.0
     """Gradient steps owed (updates_per_step per env step, taken whole)."""
+    gradient_steps: int = 0
+    seconds: float = 0.0
+    """Wall-clock seconds of training so far, over every session of the run."""
 
     @property
     def finished_episodes(self) -> int:
@@ -93,6 +96,8 @@ class TrainingState:
             "episodes": [episode.state_dict(self.spec.action_dim) for episode in self.episodes],
             "next_episode": self.next_episode,
             "update_credit": self.update_credit,
+            "gradient_steps": self.gradient_steps,
+            "seconds": self.seconds,
             "agent": self.agent.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "replay": self.buffer.state_dict(),
@@ -127,6 +132,8 @@ class TrainingState:
             for episode, episode_state in zip(self.episodes, episodes, strict=True):
                 episode.load_state_dict(episode_state)
             self.step = int(state["step"])
+            self.gradient_steps = int(state.get("gradient_steps", 0))
+            self.seconds = float(state.get("seconds", 0.0))
         except (KeyError, RuntimeError, ValueError, TypeError) as error:
             raise CheckpointError(f"checkpoint does not fit this configuration ({error})") from None
         if "metric_window" in state:
