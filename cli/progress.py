@@ -131,9 +131,11 @@ class TrainingProgress:
 
     def on_end(self, result) -> None:
         task = self.progress.tasks[self.task]
-        self.progress.update(self.task, completed=task.total)
-        if not self.live and self._plain.since_step != task.total:  # unless the last line was
-            self._print(self._plain.line(int(task.total), task.fields.get("summary", "")))
+        done = int(getattr(result, "step", task.total))  # an episode or time budget ends early
+        self.progress.update(self.task, completed=done, total=done)
+        self._plain.total = done
+        if not self.live and self._plain.since_step != done:  # unless the last line was
+            self._print(self._plain.line(done, task.fields.get("summary", "")))
         if self.end_message:
             self._print(self.end_message)
 
