@@ -155,7 +155,7 @@ def run_job(job: tuple[str, str, int, str, int | None]) -> None:
         final = train_hierarchical(task.library.name, config, store).final_returns
     else:
         from skillforge.app.finetune import finetune
-        from skillforge.core.config import FinetuneConfig
+        from skillforge.core.downstream_config import FinetuneConfig
 
         config = FinetuneConfig(
             task=task.name,

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.app import LibraryOption, TaskArgument, Threads, TrackingUri, app, defaults
-from skillforge.core.config import FinetuneConfig
+from skillforge.core.downstream_config import FinetuneConfig
 
 FINETUNE = defaults(FinetuneConfig)
 
@@ -60,7 +60,7 @@ def finetune(
     threads: Threads = 0,
 ) -> None:
     """Fine-tune one skill with SAC on a task's real reward (DIAYN section 4.2.1)."""
-    from skillforge.core.config import parse_baselines
+    from skillforge.core.downstream_config import parse_baselines
     from skillforge.reuse.tasks import task_env_id
 
     config = FinetuneConfig(

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.app import LibraryOption, TaskArgument, Threads, TrackingUri, app, defaults
-from skillforge.core.config import HierarchicalConfig
+from skillforge.core.downstream_config import HierarchicalConfig
 
 HIERARCHICAL = defaults(HierarchicalConfig)
 
@@ -57,7 +57,7 @@ def hierarchical(
     threads: Threads = 0,
 ) -> None:
     """Train a meta-controller that picks a frozen skill every K steps, on a task's real reward."""
-    from skillforge.core.config import parse_baselines
+    from skillforge.core.downstream_config import parse_baselines
     from skillforge.reuse.tasks import task_env_id
 
     config = HierarchicalConfig(

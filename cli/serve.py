@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.app import LIBRARY_FORMS, TrackingUri, app, defaults, warn_if_exposed
-from skillforge.core.config import ServeConfig
+from skillforge.core.downstream_config import ServeConfig
 from skillforge.core.interrupts import signals_interrupt
 
 SERVE = defaults(ServeConfig)

@@ -16,7 +16,7 @@ from skillforge.core.versions import __version__
 
 _EXPORTS = {
     "PretrainConfig": "skillforge.core.config",
-    "HierarchicalConfig": "skillforge.core.config",
+    "HierarchicalConfig": "skillforge.core.downstream_config",
     "SkillforgeError": "skillforge.core.errors",
     "make_env": "skillforge.core.envs",
     "resolve_env_id": "skillforge.core.envs",
@@ -45,7 +45,8 @@ if TYPE_CHECKING:
     from skillforge.app.load import load_library
     from skillforge.app.pretrain import pretrain, register, resume
     from skillforge.app.sweep import SweepOptions, run_sweep
-    from skillforge.core.config import HierarchicalConfig, PretrainConfig
+    from skillforge.core.config import PretrainConfig
+    from skillforge.core.downstream_config import HierarchicalConfig
     from skillforge.core.envs import make_env, resolve_env_id
     from skillforge.core.errors import SkillforgeError
     from skillforge.core.grid import SweepGrid

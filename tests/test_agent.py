@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from cli.main import app
 from skillforge.app import pretrain as pipeline
 from skillforge.app.hierarchical import train_hierarchical
-from skillforge.core.config import NO_EVALUATION, HierarchicalConfig
+from skillforge.core.config import NO_EVALUATION
+from skillforge.core.downstream_config import HierarchicalConfig
 from skillforge.core.envs import episode_seed
 from skillforge.reuse.skill_actions import SkillActionEnvs, run_skill_policy
 from skillforge.reuse.tasks import make_task

@@ -14,7 +14,8 @@ from skillforge import export_library
 from skillforge.app import pretrain as pipeline
 from skillforge.app.hierarchical import train_hierarchical
 from skillforge.app.library import promote_library
-from skillforge.core.config import NO_EVALUATION, HierarchicalConfig
+from skillforge.core.config import NO_EVALUATION
+from skillforge.core.downstream_config import HierarchicalConfig
 from skillforge.core.errors import ConfigError, EnvError
 from skillforge.reuse import baselines
 from skillforge.reuse.budget import TaskBudget

@@ -13,7 +13,7 @@ import pytest
 import torch
 from gymnasium.wrappers import TimeLimit
 
-from skillforge.core.config import HierarchicalConfig
+from skillforge.core.downstream_config import HierarchicalConfig
 from skillforge.reuse import baselines
 from skillforge.reuse.baselines import SELECTION_SEED_OFFSET
 from skillforge.reuse.budget import TaskBudget, check_equal_experience

@@ -19,11 +19,8 @@ from typer.testing import CliRunner
 from cli.main import app
 from skillforge.app import pretrain as pipeline
 from skillforge.app.library_file import import_library, read_library_file, save_library
-from skillforge.core.config import (
-    NO_EVALUATION,
-    FinetuneConfig,
-    PretrainConfig,
-)
+from skillforge.core.config import NO_EVALUATION, PretrainConfig
+from skillforge.core.downstream_config import FinetuneConfig
 from skillforge.core.envs import make_env
 from skillforge.core.errors import CheckpointError, ConfigError
 from skillforge.reuse.task_sac import TaskSACSettings, skill_agent

@@ -12,7 +12,7 @@ import numpy as np
 
 from skillforge.app.downstream import DownstreamRun, stoppable
 from skillforge.app.hierarchical import log_task_env_steps, logged_task_env_steps, sac_baseline
-from skillforge.core.config import FinetuneConfig
+from skillforge.core.downstream_config import FinetuneConfig
 from skillforge.core.envs import EVAL_SEED_OFFSET
 from skillforge.core.errors import ConfigError
 from skillforge.reuse import baselines

@@ -17,7 +17,7 @@ import numpy as np
 
 from skillforge.app.agent_model import register_agent_model
 from skillforge.app.downstream import DownstreamRun, stoppable
-from skillforge.core.config import HierarchicalConfig
+from skillforge.core.downstream_config import HierarchicalConfig
 from skillforge.core.envs import EVAL_SEED_OFFSET
 from skillforge.core.errors import SkillforgeError
 from skillforge.reuse import baselines

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from skillforge.core.config import ServeConfig
+from skillforge.core.downstream_config import ServeConfig
 from skillforge.core.names import library_model_name
 from skillforge.skills.registered_graph import load_graph
 from skillforge.store import registry, tracking

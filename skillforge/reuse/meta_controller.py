@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from skillforge.core.config import HierarchicalConfig
+from skillforge.core.downstream_config import HierarchicalConfig
 from skillforge.reuse.baselines import SECOND_ROUND, Selection, best_skill, selection_total
 from skillforge.reuse.budget import TaskBudget
 from skillforge.reuse.meta_diagnostics import MetaDiagnostics
