@@ -21,7 +21,7 @@ from torch import nn
 from skillforge.core.config import PretrainConfig
 from skillforge.rl.nets import Discriminator, skill_state
 from skillforge.rl.replay import Batch
-from skillforge.rl.sac import SAC
+from skillforge.rl.sac import skill_sac
 from skillforge.rl.spec import LibrarySpec
 
 METRIC_NAMES = (
@@ -43,16 +43,7 @@ class DIAYN(nn.Module):
         super().__init__()
         self.n_skills = spec.n_skills
         self.log_p_z = -math.log(spec.n_skills)  # uniform prior p(z) = 1/N
-        self.sac = SAC(
-            spec.obs_dim + spec.n_skills,
-            spec.action_dim,
-            config.hidden,
-            spec.action_low,
-            spec.action_high,
-            gamma=config.gamma,
-            tau=config.tau,
-            alpha=config.alpha,
-        )
+        self.sac = skill_sac(spec, config)
         self.discriminator = Discriminator(
             spec.discriminator_input_dim, spec.n_skills, config.hidden
         )

@@ -129,6 +129,7 @@ def train(
         return path
 
     last_checkpoint_step = run.step
+    ended: list[int] = []  # envs whose episode ended this step
     clock = time.perf_counter() - run.seconds  # training time continues across sessions
     with StopRequest() as stop:
         while not config.budget_reached(run.step, run.finished_episodes, run.seconds):
@@ -148,8 +149,7 @@ def train(
                     run.window.episode_done(
                         episode.skill, episode.extrinsic_return, len(episode.actions)
                     )
-                    run.start_episode(episode)
-                    observations[i] = _reset_env(env, config.seed, episode)
+                    ended.append(i)
             previous, step = run.step, run.step + len(envs)
             run.step = step
 
@@ -160,6 +160,10 @@ def train(
                     batch = buffer.sample(config.batch_size, run.sampler, device)
                     run.window.add(update(agent, run.optimizer, batch))
                     run.gradient_steps += 1
+            for i in ended:  # after the updates: the sampler's order of the one-env loop
+                run.start_episode(run.episodes[i])
+                observations[i] = _reset_env(envs[i], config.seed, run.episodes[i])
+            ended.clear()
             run.seconds = time.perf_counter() - clock
 
             done = config.budget_reached(step, run.finished_episodes, run.seconds)

@@ -32,7 +32,7 @@ from torch import nn
 from skillforge.core.config import PretrainConfig
 from skillforge.rl.nets import mlp, skill_state
 from skillforge.rl.replay import Batch
-from skillforge.rl.sac import SAC
+from skillforge.rl.sac import skill_sac
 from skillforge.rl.spec import LibrarySpec
 
 INITIAL_LAMBDA = 30.0
@@ -83,16 +83,7 @@ class METRA(nn.Module):
     def __init__(self, spec: LibrarySpec, config: PretrainConfig) -> None:
         super().__init__()
         self.n_skills = spec.n_skills
-        self.sac = SAC(
-            spec.obs_dim + spec.n_skills,
-            spec.action_dim,
-            config.hidden,
-            spec.action_low,
-            spec.action_high,
-            gamma=config.gamma,
-            tau=config.tau,
-            alpha=config.alpha,
-        )
+        self.sac = skill_sac(spec, config)
         self.phi = mlp(spec.obs_dim, config.hidden, spec.n_skills)  # D = number of skills
         self.log_lambda = nn.Parameter(torch.tensor(math.log(INITIAL_LAMBDA)))
 

@@ -12,7 +12,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from skillforge.core.config import PretrainConfig
 from skillforge.rl.nets import TanhGaussianPolicy, TwinCritic
+from skillforge.rl.spec import LibrarySpec
 
 
 class SACLosses(NamedTuple):
@@ -103,3 +105,17 @@ def make_optimizer(parameters, lr: float, device: torch.device) -> torch.optim.A
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, ValueError):
         return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
+def skill_sac(spec: LibrarySpec, config: PretrainConfig) -> SAC:
+    """The SAC agent of a skill library: states are (observation, one-hot skill)."""
+    return SAC(
+        spec.obs_dim + spec.n_skills,
+        spec.action_dim,
+        config.hidden,
+        spec.action_low,
+        spec.action_high,
+        gamma=config.gamma,
+        tau=config.tau,
+        alpha=config.alpha,
+    )
