@@ -52,6 +52,14 @@ def sweep(
     learning_starts: Annotated[
         str, typer.Option(**_listed("Random-action steps before learning"))
     ] = str(PRETRAIN.learning_starts),
+    objective: Annotated[
+        str,
+        typer.Option(
+            help="Objectives (diayn, metra), comma-separated; the other options apply to every "
+            "objective, METRA's own collection defaults (8 env copies, one update per 32 "
+            "steps, 200-step episodes) to its libraries."
+        ),
+    ] = PRETRAIN.objective,
     discriminator_features: Annotated[
         list[str] | None,
         typer.Option(
@@ -128,6 +136,7 @@ def sweep(
         "gamma": gamma,
         "tau": tau,
         "learning_starts": learning_starts,
+        "objective": objective,
     }
     values = {
         field: parse_values(GRID_OPTIONS[field][0], text, GRID_OPTIONS[field][1])

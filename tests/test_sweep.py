@@ -57,6 +57,31 @@ def test_grid_values_parse_and_combine():
         SweepGrid(tiny_config(), {"n_skills": [4, 1]})
 
 
+def test_the_objective_is_a_grid_axis_with_each_objectives_own_collection():
+    grid = SweepGrid(
+        tiny_config(env_id="HalfCheetah-v5"),
+        {"objective": ["diayn", "metra"], "hidden": [64], "seed": [0]},
+    )
+    diayn, metra = grid.configs("s")
+    assert (diayn.objective, diayn.env_id, diayn.envs, diayn.updates_per_step) == (
+        "diayn",
+        "HalfCheetah-v5",
+        1,
+        1.0,
+    )
+    # METRA: its own collection and episode length, on the env that observes x; the swept
+    # width applies to both objectives
+    assert (metra.objective, metra.env_id, metra.envs, metra.updates_per_step) == (
+        "metra",
+        "HalfCheetahWithPosition-v5",
+        8,
+        1 / 32,
+    )
+    assert metra.max_episode_steps == 200 and metra.hidden == diayn.hidden == 64
+    with pytest.raises(ConfigError, match="--objective must be one of diayn, metra"):
+        SweepGrid(tiny_config(), {"objective": ["dads"]})
+
+
 def test_sweep_refusals_are_one_line_and_write_nothing(workdir):
     runner = CliRunner()
     base = ["sweep", "pendulum", *TINY]

@@ -13,9 +13,15 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from skillforge.core.config import PretrainConfig, parse_alpha
+from skillforge.core.config import (
+    OBJECTIVE_DEFAULTS,
+    PretrainConfig,
+    check_feature_syntax,
+    parse_alpha,
+)
 from skillforge.core.errors import ConfigError
 from skillforge.core.names import is_valid_name
+from skillforge.core.position_envs import observed_env_id
 
 GRID_OPTIONS: dict[str, tuple[str, Callable[[str], object]]] = {
     "env_id": ("ENV", str),
@@ -30,6 +36,7 @@ GRID_OPTIONS: dict[str, tuple[str, Callable[[str], object]]] = {
     "tau": ("--tau", float),
     "learning_starts": ("--learning-starts", int),
     "discriminator_features": ("--discriminator-features", str),
+    "objective": ("--objective", str),
 }
 """PretrainConfig fields a sweep varies: the option that lists them, how one value reads."""
 
@@ -90,12 +97,26 @@ class SweepGrid:
         return [dict(zip(fields, combo, strict=True)) for combo in combos]
 
     def configs(self, sweep: str = "sweep") -> list[PretrainConfig]:
-        """Each trial's configuration, named `<sweep>-NN`."""
+        """Each trial's configuration, named `<sweep>-NN`: the swept values, then its
+        objective's own defaults for what the sweep does not set (METRA's collection: env
+        copies, updates per step, episode length), on the env its objective needs."""
         width = max(2, len(str(self.size - 1)))
         return [
-            dataclasses.replace(self.base, **point, name=f"{sweep}-{index:0{width}d}")
+            self._config(point, f"{sweep}-{index:0{width}d}")
             for index, point in enumerate(self.points())
         ]
+
+    def _config(self, point: dict, name: str) -> PretrainConfig:
+        objective = point.get("objective", self.base.objective)
+        if objective not in OBJECTIVE_DEFAULTS:
+            raise ConfigError(
+                f"--objective must be one of {', '.join(OBJECTIVE_DEFAULTS)}, got {objective!r}"
+            )
+        own = {k: v for k, v in OBJECTIVE_DEFAULTS[objective].items() if k not in self.values}
+        fields = {**dataclasses.asdict(self.base), **own, **point, "name": name}
+        features = check_feature_syntax(fields["discriminator_features"])
+        fields["env_id"] = observed_env_id(fields["env_id"], objective, features)
+        return PretrainConfig(**fields)
 
     def fingerprint(self) -> str:
         """Identical for the same libraries, whatever the sweep name or thread count."""
