@@ -3,7 +3,8 @@ share, and back into a store as a finished library with every skill registered.
 
 A library file is a checkpoint without what only training needs (replay buffer, optimiser,
 random generators): the spec, the config, the step, the policy and the discriminator, and
-the evaluation measures of the library it came from. It loads with
+the evaluation measures of the library it came from, and the actions its skills took on a
+few fixed observations (`check`), which every read of the file reproduces. It loads with
 `torch.load(weights_only=True)` and `SkillLibrary.from_checkpoint` reads it like a checkpoint.
 """
 
@@ -11,6 +12,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import numpy as np
+import torch
 
 from skillforge.app.checks import check_store_timeout
 from skillforge.app.library_run import PretrainResult
@@ -26,6 +30,7 @@ from skillforge.core.config import (
     EvaluationOptions,
     PretrainConfig,
 )
+from skillforge.core.envs import make_env
 from skillforge.core.errors import CheckpointError, ConfigError
 from skillforge.core.names import is_valid_name
 from skillforge.core.versions import __version__
@@ -37,6 +42,35 @@ from skillforge.store import tracking
 KEPT = ("sac.policy.", "discriminator.")
 """The agent's networks a library file keeps: the skills and q(z|s), not the critics."""
 IMPORT_EVALUATION = EvaluationOptions(episodes=5, every=0, video=False)
+CHECK_OBSERVATIONS = 8
+CHECK_TOLERANCE = 1e-5
+
+
+def action_check(library: SkillLibrary) -> dict:
+    """What a library file records to check its skills on every read: observations of the
+    env's first resets (fixed seeds), a skill for each, and the actions they gave."""
+    env = make_env(library.spec.env_id)
+    observations = np.stack([env.reset(seed=seed)[0] for seed in range(CHECK_OBSERVATIONS)])
+    env.close()
+    observations = observations.astype(np.float32)
+    skills = np.arange(CHECK_OBSERVATIONS) % library.n_skills
+    actions = library.act(observations, skills)
+    return {
+        key: torch.from_numpy(value)
+        for key, value in (("observations", observations), ("skills", skills), ("actions", actions))
+    }
+
+
+def check_actions(library: SkillLibrary, check: dict, path: str | Path) -> None:
+    """Refuse a file whose skills do not give the actions it recorded (within 1e-5)."""
+    actions = library.act(check["observations"].numpy(), check["skills"].numpy())
+    gap = float(np.abs(actions - check["actions"].numpy()).max())
+    if not gap <= CHECK_TOLERANCE:
+        raise CheckpointError(
+            f"{path}: its skills' actions differ from those it recorded by {gap:.2g} "
+            f"(more than {CHECK_TOLERANCE:g}): the file is damaged or this torch computes "
+            "them differently"
+        )
 
 
 def save_library(
@@ -72,6 +106,10 @@ def save_library(
         "evaluation": evaluation,
         "source": {"run_id": info.run_id, "library": info.name},
     }
+    spec = LibrarySpec.from_dict(state["spec"])
+    library_state["check"] = action_check(
+        SkillLibrary.from_state_dict(spec, library_state["agent"], name=info.name)
+    )
     path = save_checkpoint(library_state, out)
     umask = os.umask(0)
     os.umask(umask)
@@ -97,6 +135,8 @@ def read_library_file(path: str | Path) -> tuple[dict, PretrainConfig, SkillLibr
         raise CheckpointError(f"{path} does not hold a skill library ({error})") from None
     if spec.env_id != config.env_id or spec.n_skills != config.n_skills:
         raise CheckpointError(f"{path} holds a spec and a config that disagree")
+    if "check" in state:  # files saved before the check was recorded have none
+        check_actions(library, state["check"], path)
     return state, config, library
 
 
