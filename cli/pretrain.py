@@ -297,16 +297,36 @@ def print_result(result) -> None:
     typer.echo(f"  checkpoint  {result.checkpoint_path}")
     metrics = result.metrics
     if metrics and "best_skill" in metrics and "best_skill_return" in metrics:
-        typer.echo(
-            f"  eval        log q(z|s) {metrics.get('log_q_z', float('nan')):.3f}, "
-            f"discriminator accuracy {metrics.get('discriminator_accuracy', 0):.2f}, "
-            f"best skill {int(metrics['best_skill'])} "
-            f"(return {metrics['best_skill_return']:.1f})"
-        )
+        typer.echo(f"  eval        {held_out_summary(metrics)}")
     if result.models:
         typer.echo(f"  registered  {len(result.models)} skills, e.g. {result.models[0]}")
     if result.library_model:
         typer.echo(f"  library     {result.library_model} (every skill: observation, skill in)")
+
+
+def held_out_summary(metrics: dict[str, float]) -> str:
+    """The final evaluation in a line: q(z|s)'s measures (DIAYN), how far skills go (when
+    measured), coverage against a random policy's, and the best skill."""
+    parts = []
+    if "log_q_z" in metrics:
+        parts.append(
+            f"log q(z|s) {metrics['log_q_z']:.3f}, discriminator accuracy "
+            f"{metrics['discriminator_accuracy']:.2f}"
+        )
+    if "max_forward_m" in metrics:
+        parts.append(
+            f"farthest {metrics['max_forward_m']:.1f} m forward, "
+            f"{metrics['max_backward_m']:.1f} m backward"
+        )
+    if "max_distance_m" in metrics:
+        parts.append(f"farthest {metrics['max_distance_m']:.1f} m from the start")
+    if "coverage_bins" in metrics and "random_coverage_bins" in metrics:
+        parts.append(
+            f"coverage {metrics['coverage_bins']:.0f} bins (random policy "
+            f"{metrics['random_coverage_bins']:.0f})"
+        )
+    best = f"best skill {int(metrics['best_skill'])} (return {metrics['best_skill_return']:.1f})"
+    return ", ".join([*parts, best])
 
 
 class _EchoWarnings(logging.Handler):
