@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+SHIPPED = README.parent / "exports" / "libraries"
 BLOCK = re.compile(r"<!-- readme-test: (shell|python) -->\s*```\w*\n(.*?)```", re.S)
 
 
@@ -23,7 +24,10 @@ def test_readme_examples_run(workdir):
     for kind, code in readme_examples():
         if kind == "shell":
             for line in code.strip().splitlines():
-                command = line.replace(".venv/bin/", f"{bin_dir}/")
+                command = line.replace(".venv/bin/", f"{bin_dir}/").replace(
+                    "exports/libraries/",
+                    f"{SHIPPED}/",  # the shipped files, from any folder
+                )
                 done = subprocess.run(
                     command, shell=True, cwd=workdir, capture_output=True, text=True, timeout=600
                 )
