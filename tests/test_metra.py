@@ -11,6 +11,7 @@ from point_mass import ENV_ID, EPISODE_STEPS, STEP, final_positions
 
 from skillforge.evaluation.report import frozen_library
 from skillforge.rl import loop, metra
+from skillforge.rl.checkpoint import load_checkpoint
 
 
 def test_the_skill_code_is_the_zero_centred_one_hot():
@@ -88,3 +89,19 @@ def test_point_mass_skills_travel_far_in_different_directions_within_one_unit_st
     assert min(gaps) > 0.6 * reach, ends  # four skills, four different places
     # on the last batches, one step moves at most one unit in phi (within the slack)
     assert result.metrics["phi_step_squared"] <= 1 + metra.SLACK + 0.05
+
+
+def test_phi_reads_observations_normalised_by_the_warm_ups_statistics(tmp_path):
+    """Fixed at the first update, from the random warm-up's observations: a position that
+    moves centimetres a step weighs as much in phi as a velocity that moves metres."""
+    config = tiny_config(
+        env_id=ENV_ID, objective="metra", total_steps=600, learning_starts=400, batch_size=32
+    )
+    result = loop.train(config, str(tmp_path / "c.pt"))
+    # what the replay holds when the first update comes, at step 401
+    warm_up = load_checkpoint(tmp_path / "c.pt")["replay"]["obs"][: config.learning_starts + 1]
+    torch.testing.assert_close(result.agent.obs_mean, warm_up.mean(dim=0))
+    torch.testing.assert_close(result.agent.obs_std, warm_up.std(dim=0))
+    obs = torch.tensor([[1.0, -2.0]])
+    expected = result.agent.phi((obs - warm_up.mean(dim=0)) / warm_up.std(dim=0))
+    torch.testing.assert_close(result.agent.represent(obs), expected)

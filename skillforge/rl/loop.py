@@ -154,6 +154,8 @@ def train(
             run.step = step
 
             if step > config.learning_starts and len(buffer) >= config.batch_size:
+                if run.gradient_steps == 0 and hasattr(agent, "fit_normaliser"):
+                    agent.fit_normaliser(buffer.obs[: len(buffer)].to(device))  # the warm-up
                 run.update_credit += config.updates_per_step * len(envs)
                 while run.update_credit >= 1.0:
                     run.update_credit -= 1.0

@@ -20,6 +20,12 @@ and lambda = exp(log_lambda) (initially 30) minimises lambda * E[min(eps, 1 - ||
 it grows while steps in phi-space are longer than one unit and shrinks once they fit. Skills
 spread out as far as the dynamics allow, with no hand-picked prior. The environment's reward
 is never used for learning. The loop that collects experience is `skillforge.rl.loop.train`.
+
+phi reads the observation normalised by the mean and spread of the random warm-up's
+observations, fixed when learning starts (the authors use preset statistics of each env):
+otherwise a position, which moves a few centimetres a step, is drowned by velocities that
+change by metres per second, and phi never finds the one direction along which skills can
+travel without bound.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from skillforge.rl.spec import LibrarySpec
 
 INITIAL_LAMBDA = 30.0
 SLACK = 1e-3
+MIN_STD = 1e-2
+"""Smallest spread phi's normaliser divides by (an observation entry the warm-up kept still)."""
 
 METRIC_NAMES = (
     "phi_step_squared",
@@ -86,11 +94,22 @@ class METRA(nn.Module):
         self.sac = skill_sac(spec, config)
         self.phi = mlp(spec.obs_dim, config.hidden, spec.n_skills)  # D = number of skills
         self.log_lambda = nn.Parameter(torch.tensor(math.log(INITIAL_LAMBDA)))
+        self.register_buffer("obs_mean", torch.zeros(spec.obs_dim))
+        self.register_buffer("obs_std", torch.ones(spec.obs_dim))
+
+    def fit_normaliser(self, observations: torch.Tensor) -> None:
+        """Fix phi's input statistics from the warm-up's observations, (n, obs_dim)."""
+        self.obs_mean.copy_(observations.mean(dim=0))
+        self.obs_std.copy_(observations.std(dim=0).clamp(min=MIN_STD))
+
+    def represent(self, obs: torch.Tensor) -> torch.Tensor:
+        """phi(s) of observations (batch, obs_dim) -> (batch, D)."""
+        return self.phi((obs - self.obs_mean) / self.obs_std)
 
     def losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The summed loss of one METRA step and its metrics, shape (len(METRIC_NAMES),)."""
         z = skill_code(batch.skill, self.n_skills)  # (batch, D)
-        phi_s, phi_next = self.phi(batch.obs), self.phi(batch.next_obs)  # (batch, D) each
+        phi_s, phi_next = self.represent(batch.obs), self.represent(batch.next_obs)  # (batch, D)
         reward = intrinsic_reward(phi_s, phi_next, z)
         penalty = constraint_penalty(phi_s, phi_next)
         lam = self.log_lambda.exp()
