@@ -40,7 +40,9 @@ def readme_export_blocks() -> tuple[list[str], str]:
     from test_readme import readme_examples
 
     blocks = readme_examples()
-    shell = next(code for kind, code in blocks if kind == "shell" and "skillforge export" in code)
+    shell = next(
+        code for kind, code in blocks if kind == "shell" and "skillforge export my-pendulum" in code
+    )
     python = next(code for kind, code in blocks if kind == "python" and "library.onnx" in code)
     return shell.strip().splitlines(), python
 
