@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import typer
@@ -91,7 +92,13 @@ def hierarchical(
         )
     typer.echo(f"  skills frozen (parameter hash unchanged): {result.skills_frozen}")
     meta = result.meta_controller
-    if meta.fallback is not None:
+    if meta.fallback is not None and not math.isfinite(meta.validation.get("best-skill", 0.0)):
+        typer.echo(
+            f"  deploys skill {meta.fallback}: --steps {config.total_steps:,} left no whole "
+            "validation episode once the skills were chosen, so nothing was compared (give "
+            "more --steps or fewer --validation-episodes)"
+        )
+    elif meta.fallback is not None:
         typer.echo(
             f"  deploys skill {meta.fallback}: on the validation episodes it scored "
             f"{meta.validation['best-skill']:.1f}, the learned policy "

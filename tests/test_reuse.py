@@ -219,6 +219,17 @@ def test_finetune_and_hierarchical_pick_the_same_best_skill(pendulum_library, st
     assert ("the skill's own weights are put back" in tuned.stdout) == fallback
 
 
+def test_a_budget_the_skill_selection_uses_up_is_said_plainly(pendulum_library, store):
+    """4 skills x 8 selection episodes of 200 steps need 6,400 steps: with 2,000 the skills
+    are chosen on what the budget allowed and nothing is left to compare: the output says so
+    (it printed 'scored -inf' before)."""
+    args = ["hierarchical", "--library", "pend", "--steps", "2000", "--eval-episodes", "1"]
+    result = runner.invoke(app, [*args, "--tracking-uri", store])
+    assert result.exit_code == 0, result.output
+    assert "left no whole validation episode" in result.stdout, result.stdout
+    assert "inf" not in result.stdout
+
+
 def test_finetune_refusals(pendulum_library, store):
     from skillforge.app.finetune import finetune
 
