@@ -75,14 +75,14 @@ def train(store: str, env: str, method: str, skills: int, seed: int, minutes: fl
     )
 
 
-def record(store: str, env: str, method: str, skills: int, seed: int, minutes: float) -> dict:
-    """The JSON record of one finished library, from its MLflow run."""
+def record(store: str, name: str, minutes: float) -> dict:
+    """The JSON record of the finished library `name`, from its MLflow run."""
     from mlflow.tracking import MlflowClient
 
     from skillforge.store import tracking
 
     uri = f"sqlite:///{Path(store).resolve() / 'mlflow.db'}"
-    info = tracking.find_library(library_name(env, method, skills, seed, minutes), uri)
+    info = tracking.find_library(name, uri)
     run = MlflowClient(uri).get_run(info.run_id)
     metrics, params = run.data.metrics, run.data.params
     result = {
@@ -91,8 +91,8 @@ def record(store: str, env: str, method: str, skills: int, seed: int, minutes: f
         "prior": params["discriminator_features"]
         if params["discriminator_features"] != "all"
         else "",
-        "skills": skills,
-        "seed": seed,
+        "skills": int(params["n_skills"]),
+        "seed": int(params["seed"]),
         "minutes": minutes,
         "env_steps": int(run.data.tags[tracking.TAG_TOTAL_STEPS]),
         "gradient_steps": int(metrics.get("gradient_steps", 0)),
@@ -160,6 +160,12 @@ def main() -> None:
     parser.add_argument("--store", default="runs/travel")
     parser.add_argument("--json", type=Path, default=RESULTS / "travel.json")
     parser.add_argument("--report-only", action="store_true", help="read the store, train nothing")
+    parser.add_argument(
+        "--libraries",
+        default="",
+        help="also record these finished libraries of the store, trained by hand (NAME, "
+        "comma-separated; --minutes is their budget)",
+    )
     args = parser.parse_args()
     methods = [m for m in args.methods.split(",") if m]
     unknown = sorted(set(methods) - set(METHODS))
@@ -167,14 +173,17 @@ def main() -> None:
         parser.error(f"unknown method {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     Path(args.store).mkdir(parents=True, exist_ok=True)
     new = []
-    for seed in (int(s) for s in args.seeds.split(",")):
+    seeds = [int(s) for s in args.seeds.split(",")] if not args.libraries else []
+    for seed in seeds:
         for method in methods:
             if not args.report_only:
                 train(args.store, args.env, method, args.skills, seed, args.minutes)
+            name = library_name(args.env, method, args.skills, seed, args.minutes)
             try:
-                new.append(record(args.store, args.env, method, args.skills, seed, args.minutes))
+                new.append(record(args.store, name, args.minutes))
             except SkillforgeError as error:  # not in this store: the JSON's record stays
                 print(f"{args.env} {method} seed {seed}: no finished library ({error})")
+    new += [record(args.store, name, args.minutes) for name in args.libraries.split(",") if name]
     earlier = json.loads(args.json.read_text())["runs"] if args.json.exists() else []
     runs = merge(earlier, new)
     args.json.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
