@@ -109,6 +109,9 @@ class TrainingProgress:
         self.unit = self._plain.unit = info.get("unit", self.unit)
         self.label = self._plain.label = info.get("label", self.label)
         total = info["total_steps"]
+        if info.get("total_seconds"):  # a time budget: the steps it will take are not known
+            self._plain.time_budget(info["total_seconds"], info.get("seconds", 0.0))
+            total = None
         self.task = self.progress.add_task(
             self.label, total=total, completed=info["step"], summary="", unit=self.unit
         )
@@ -150,11 +153,16 @@ class _PlainLog:
 
     def __init__(self, label: str, unit: str = "steps") -> None:
         self.label, self.unit = label, unit
-        self.total = 0
+        self.total: int | None = 0
+        self.total_seconds = self.done_seconds = 0.0
         self.started = self.last = time.monotonic()
         self.since_step, self.since_time = 0, self.started
 
-    def start(self, step: int, total: int) -> None:
+    def time_budget(self, total_seconds: float, done_seconds: float) -> None:
+        """Share and ETA from training time (`--minutes`), not from steps."""
+        self.total_seconds, self.done_seconds = total_seconds, done_seconds
+
+    def start(self, step: int, total: int | None) -> None:
         self.total = total
         self.started = self.last = self.since_time = time.monotonic()
         self.since_step = step
@@ -170,10 +178,14 @@ class _PlainLog:
         span = now - self.since_time
         rate = (step - self.since_step) / span if span > 0 else 0.0
         self.since_step, self.since_time = step, now
-        eta = (self.total - step) / rate if rate > 0 else float("nan")
-        share = step / self.total if self.total else 1.0
+        if self.total_seconds:  # a time budget
+            spent = self.done_seconds + now - self.started
+            eta, share, of = max(0.0, self.total_seconds - spent), spent / self.total_seconds, ""
+        else:
+            eta = (self.total - step) / rate if rate > 0 else float("nan")
+            share, of = (step / self.total if self.total else 1.0), f"/{self.total:,}"
         text = (
-            f"{self.label} {step:,}/{self.total:,} ({share:.0%}) {rate_text(rate)} {self.unit}/s "
+            f"{self.label} {step:,}{of} ({min(share, 1.0):.0%}) {rate_text(rate)} {self.unit}/s "
             f"elapsed {clock(now - self.started)} ETA {clock(eta)}"
         )
         return f"{text}  {summary}" if summary else text

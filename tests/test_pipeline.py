@@ -211,3 +211,18 @@ def test_an_episode_budget_ends_the_run_after_that_many_episodes(store):
     assert client.get_run(run.info.run_id).data.tags[tracking.TAG_TOTAL_STEPS] == "800"
     refused = runner.invoke(app, ["pretrain", "pendulum", "--episodes", "0"])
     assert_one_line_error(refused, "--episodes must be positive")
+
+
+def test_a_minutes_budget_shows_progress_against_time(store):
+    """`--minutes` alone: no step total to count against, so the progress line gives the share
+    and ETA of the time budget, never the uncapped step count, and the library finishes."""
+    args = ["pretrain", "pendulum", "--skills", "3", "--minutes", "0.1", "--hidden", "16"]
+    args += ["--batch-size", "16", "--learning-starts", "100", "--eval-episodes", "1"]
+    result = CliRunner().invoke(
+        app, [*args, "--no-video", "--name", "timed", "--tracking-uri", store]
+    )
+    assert result.exit_code == 0, result.output
+    line = next(text for text in result.output.splitlines() if text.startswith("DIAYN "))
+    assert "(100%)" in line and "ETA 0:00:00" in line and "1,000,000,000,000" not in line
+    run = MlflowClient(store).get_run(tracking.find_library("timed", store).run_id)
+    assert int(run.data.tags[tracking.TAG_TOTAL_STEPS]) < 10**12  # the steps it took

@@ -119,6 +119,8 @@ def train(
             "spec": spec,
             "agent": agent,
             "label": config.objective.upper(),
+            "total_seconds": config.total_minutes * 60,
+            "seconds": run.seconds,
         }
     )
 
