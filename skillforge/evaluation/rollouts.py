@@ -11,7 +11,6 @@ import numpy as np
 
 from skillforge.core.envs import EVAL_SEED_OFFSET, episode_seed, make_env
 from skillforge.core.positions import PositionProbe, position_probe
-from skillforge.evaluation.measures import coverage_bins
 from skillforge.rl.features import FeatureReader, feature_reader
 from skillforge.skills.library import SkillLibrary
 
@@ -121,9 +120,3 @@ def random_policy_paths(
 
     rollouts = _rollout(env_id, n_envs, episodes, seed, act, probe)
     return tuple(p for skill in rollouts.positions for p in skill)
-
-
-def random_policy_coverage(env_id: str, n_envs: int, episodes: int, seed: int) -> int | None:
-    """Coverage of the random policy of `random_policy_paths`, in the env's bins."""
-    paths = random_policy_paths(env_id, n_envs, episodes, seed)
-    return None if paths is None else coverage_bins(list(paths), position_probe(env_id).bin_size)
