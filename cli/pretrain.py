@@ -106,13 +106,7 @@ def pretrain(
     batch_size: Annotated[
         int, typer.Option(help="Transitions per gradient step.")
     ] = PRETRAIN.batch_size,
-    lr: Annotated[
-        float | None,
-        typer.Option(
-            help=f"Adam learning rate. Default {PRETRAIN.lr}; metra: {METRA['lr']}.",
-            show_default=False,
-        ),
-    ] = None,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = PRETRAIN.lr,
     alpha: Annotated[
         str | None,
         typer.Option(
