@@ -7,13 +7,13 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 export MUJOCO_GL ?= egl
 
-.PHONY: install test lint pretrain clean system-deps server
+.PHONY: install test lint pretrain clean system-deps server docs docs-serve
 
 $(BIN)/skillforge: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e ".[test,cluster]"
+	$(BIN)/pip install --quiet -e ".[test,cluster,docs]"
 	touch $@
 
 install: $(BIN)/skillforge
@@ -43,5 +43,13 @@ test: install system-deps lint
 pretrain: install
 	$(BIN)/skillforge pretrain hopper
 
+# The documentation site (docs/, mkdocs.yml) into site/; any warning (a broken link, a missing
+# reference) fails the build. docs-serve previews it on http://127.0.0.1:8000.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache site
