@@ -20,7 +20,7 @@ from skillforge.export.graph import save_checked_onnx
 from skillforge.reuse.agent import AGENT_OUTPUTS, HierarchicalAgent
 from skillforge.reuse.meta_controller import MetaController
 from skillforge.reuse.skill_actions import SkillSet
-from skillforge.reuse.tasks import make_task
+from skillforge.reuse.tasks import make_task, task_env_id
 from skillforge.skills.library import LibraryPolicy, SkillLibrary, library_tags
 from skillforge.store import registry
 
@@ -41,12 +41,14 @@ def register_agent_model(
     skill_steps: int,
     run_id: str,
 ) -> str:
-    """Register `meta` (trained on `task` with the skills `trained_with`, each held for
-    `skill_steps` steps) and `library`'s skills as one model `<library>.agent-<task>` to the
-    active run `run_id`; returns its model URI. Refused (SkillforgeError) when `trained_with`
-    are not `library`'s skills (e.g. an alias naming an older version of the library)."""
+    """Register `meta` (trained on `task`, built on `library`'s env, with the skills
+    `trained_with`, each held for `skill_steps` steps) and `library`'s skills as one model
+    `<library>.agent-<task>` to the active run `run_id` (tag `task_env_id`: the env the task
+    is built on); returns its model URI. Refused (SkillforgeError) when `trained_with` are
+    not `library`'s skills (e.g. an alias naming an older version of the library)."""
     n_skills = library.n_skills
-    states = task_states(task, AGENT_PARITY_STATES)  # (rows, task obs_dim)
+    env_id = task_env_id(task, library.spec.env_id)
+    states = task_states(task, env_id, AGENT_PARITY_STATES)  # (rows, task obs_dim)
     rng = np.random.default_rng(0)
     inputs = {
         "observation": states,
@@ -73,13 +75,15 @@ def register_agent_model(
         "run_id": run_id,
         "library_run_id": library.run_id,
         "task": task,
+        "task_env_id": env_id,
         "skill_steps": str(skill_steps),
         "reward_scale": f"{meta.reward_scale:.6g}",
     }
     obs_dim, action_dim = states.shape[1], library.spec.action_dim
     description = (
         f"Meta-controller over the {n_skills} skills of library {library.name}, trained on "
-        f"{task} (run {run_id}), holding each chosen skill for {skill_steps} env steps. "
+        f"{task} built on {env_id} (run {run_id}), holding each chosen skill for "
+        f"{skill_steps} env steps. "
         f"Stateless: observation (batch, {obs_dim}), skill and steps_left (batch,) in "
         "(steps_left 0 at an episode's start); action, next_skill and next_steps_left out: "
         "send them back as skill and steps_left with the next observation."
@@ -101,9 +105,10 @@ def register_agent_model(
     return registry.register_graph(client, name, "agent", write_graph, example, tags, description)
 
 
-def task_states(task: str, rows: int, seed: int = 0) -> np.ndarray:
-    """(rows, obs_dim) float32 states of `task` visited by uniformly random actions."""
-    env = make_task(task)
+def task_states(task: str, env_id: str, rows: int, seed: int = 0) -> np.ndarray:
+    """(rows, obs_dim) float32 states of `task`, built on `env_id`, visited by uniformly
+    random actions."""
+    env = make_task(task, env_id)
     env.action_space.seed(seed)
     states = []
     obs, _ = env.reset(seed=seed)

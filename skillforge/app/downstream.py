@@ -13,13 +13,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import gymnasium as gym
+
 from skillforge.app.completion import END_RECORD_TIMEOUT
 from skillforge.app.load import load_library
 from skillforge.core.config import DEFAULT_STORE_TIMEOUT
 from skillforge.core.errors import SkillforgeError, first_line
 from skillforge.core.versions import __version__
 from skillforge.reuse.phases import CallbacksFor, no_callbacks
-from skillforge.reuse.tasks import task_env_id
+from skillforge.reuse.tasks import make_task, task_envs
 from skillforge.rl.callbacks import CallbackList
 from skillforge.rl.signals import StopRequest
 from skillforge.skills.library import SkillLibrary
@@ -27,6 +29,8 @@ from skillforge.store import tracking
 from skillforge.store.delivery import BufferedTracker
 
 logger = logging.getLogger("skillforge")
+TAG_TASK_ENV = "skillforge.task_env_id"
+"""The env a downstream run built its task on (also its param `task_env_id`)."""
 
 
 class RunInterrupted(SkillforgeError):
@@ -103,6 +107,8 @@ class DownstreamRun:
     info: tracking.LibraryInfo
     library: SkillLibrary
     task: str
+    env_id: str
+    """The env the task is built on: the library's (`tasks.task_env_id`)."""
     run_id: str
     trackers: list[BufferedTracker]
     listeners: CallbacksFor = no_callbacks
@@ -122,15 +128,18 @@ class DownstreamRun:
         tracking_uri: str | None,
         check: Callable[[tracking.LibraryInfo], None] | None = None,
     ) -> DownstreamRun:
-        """Find the library, check the task reuses its env (and `check(info)` passes, if
-        given), then create the child run: a refusal writes nothing."""
+        """Find the library, check the task can be built on its env (a named task on its
+        env family: the base env or its WithPosition variant) and `check(info)` passes, if
+        given, then create the child run, which records the env as the param `task_env_id`
+        and the tag `skillforge.task_env_id`: a refusal writes nothing."""
         client = tracking.connect_existing(tracking_uri)
         info = tracking.find_library(reference, client=client)
         task = task or info.env_id
-        if task_env_id(task) != info.env_id:
+        envs = task_envs(task)
+        if info.env_id not in envs:
             raise SkillforgeError(
-                f"library {info.name} was learned on {info.env_id}, but task {task} uses "
-                f"{task_env_id(task)}: observation and action shapes differ"
+                f"library {info.name} was learned on {info.env_id}, but task {task} is built "
+                f"on {' or '.join(envs)}: observation and action shapes differ"
             )
         if check is not None:
             check(info)
@@ -143,6 +152,7 @@ class DownstreamRun:
                 tracking.TAG_KIND: kind,
                 tracking.TAG_LIBRARY: info.name,
                 "skillforge.task": task,
+                TAG_TASK_ENV: info.env_id,
             },
         )
         run_id = run.info.run_id
@@ -152,13 +162,18 @@ class DownstreamRun:
             {
                 **params,
                 "task": task,
+                "task_env_id": info.env_id,
                 "library": info.name,
                 "library_run_id": info.run_id,
                 "n_skills": info.n_skills,
                 "skillforge_version": __version__,
             },
         )
-        return cls(client, info, library, task, run_id, [])
+        return cls(client, info, library, task, info.env_id, run_id, [])
+
+    def make_task(self) -> gym.Env:
+        """A copy of the task, built on the library's env."""
+        return make_task(self.task, self.env_id)
 
     def callbacks_for(self, phase: str, total: int) -> list:
         """The callbacks of one phase (`skillforge.reuse.phases`): the caller's, then a

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
+import gymnasium as gym
 import numpy as np
 
 from skillforge.app.downstream import DownstreamRun, stoppable
@@ -29,7 +30,6 @@ from skillforge.reuse.task_sac import (
     skill_agent,
     train_task_sac,
 )
-from skillforge.reuse.tasks import make_task
 from skillforge.skills.sources import LibrarySkills
 from skillforge.store import registry, tracking
 
@@ -54,9 +54,9 @@ class FinetuneResult:
     """Task env steps each method took, all included (never above the budget)."""
 
 
-def example_observations(task: str, rows: int = 4) -> np.ndarray:
-    """A few real observations of the task (a registered model's input example)."""
-    env = make_task(task)
+def example_observations(env: gym.Env, rows: int = 4) -> np.ndarray:
+    """A few real observations of `env`, a task (a registered model's input example); closes
+    it."""
     observations = np.stack([env.reset(seed=seed)[0] for seed in range(rows)])
     env.close()
     return observations
@@ -126,7 +126,7 @@ def _finetune(
     n_skills = run.library.n_skills
     eval_seed = config.seed + EVAL_SEED_OFFSET
     lanes = SkillActionEnvs(
-        [make_task(run.task) for _ in range(min(n_skills, 8))],
+        [run.make_task() for _ in range(min(n_skills, 8))],
         LibrarySkills(run.library),
         SKILL_CHOICE_STEPS,
     )
@@ -165,7 +165,7 @@ def _finetune(
     )
     # the library's last entropy coefficient (fixed or learned), as logged during training
     alpha = float(run.client.get_run(run.info.run_id).data.metrics.get("alpha", 0.1))
-    env = make_task(run.task)
+    env = run.make_task()
     agent = skill_agent(env, run.library, skill, settings, alpha)
     start = copy.deepcopy(agent.sac.policy.state_dict())
     final = {"start-skill": float(skill_returns[skill])}
@@ -174,7 +174,7 @@ def _finetune(
     steps = config.total_steps
     validation = None
     if config.validation_episodes:
-        play = greedy_play(lambda: make_task(run.task))
+        play = greedy_play(run.make_task)
         validation = Validation(play, episodes, config.seed, config.validate_every, budget)
         validation.reserve_for_the_end(selection.longest)
     with mlflow.start_run(run_id=run.run_id):
@@ -195,7 +195,7 @@ def _finetune(
         log_task_env_steps(run, "finetune", budget.used, steps)
         with phase(run.callbacks_for, "evaluation/finetune", config.eval_episodes) as scoring:
             returns = held_out_returns(
-                lambda: make_task(run.task),
+                run.make_task,
                 agent.act,
                 config.seed,
                 config.eval_episodes,
@@ -214,7 +214,7 @@ def _finetune(
         run.finish(
             final, steps, {"finetune": "return", "sac": "baseline/sac/return"}, ["start-skill"]
         )
-        observations = example_observations(run.task)
+        observations = example_observations(run.make_task())
         with phase(run.callbacks_for, "registration", 1):
             model_uri = registry.register_module(
                 agent.greedy_module(),
@@ -224,6 +224,7 @@ def _finetune(
                 {
                     "library": run.info.name,
                     "task": run.task,
+                    "task_env_id": run.env_id,
                     "skill": str(skill),
                     "run_id": run.run_id,
                     "output": "action (deterministic)",

@@ -33,7 +33,6 @@ from skillforge.reuse.task_sac import (
     scratch_agent,
     train_task_sac,
 )
-from skillforge.reuse.tasks import make_task
 from skillforge.skills.library import SkillLibrary
 from skillforge.store import registry, tracking
 
@@ -98,10 +97,10 @@ def _train_hierarchical(
     run: DownstreamRun = start_run(library, config.task, "meta", params, tracking_uri)
     skills = load_skill_set(run.library, config.skills_from, tracking_uri, run.info.model_uri)
     lanes = SkillActionEnvs(
-        [make_task(run.task) for _ in range(config.envs)], skills, config.skill_steps
+        [run.make_task() for _ in range(config.envs)], skills, config.skill_steps
     )
     validation_lanes = SkillActionEnvs(
-        [make_task(run.task) for _ in range(max(1, min(config.envs, config.validation_episodes)))],
+        [run.make_task() for _ in range(max(1, min(config.envs, config.validation_episodes)))],
         skills,
         config.skill_steps,
     )
@@ -162,6 +161,7 @@ def _train_hierarchical(
                 {
                     "library": run.info.name,
                     "task": run.task,
+                    "task_env_id": run.env_id,
                     "run_id": run.run_id,
                     "output": "Q-value per skill; act with argmax",
                     "fallback_skill": fallback,
@@ -286,13 +286,13 @@ def sac_baseline(
     validation episodes, paid from the same budget) and the best one kept. Returns its
     greedy mean return on the held-out episodes."""
     settings = settings or TaskSACSettings(hidden=run.library.spec.hidden)
-    env = make_task(run.task)
+    env = run.make_task()
     agent = scratch_agent(env, settings)
     budget = TaskBudget(steps)
     episodes, every = validation
     checks = None
     if episodes:
-        play = greedy_play(lambda: make_task(run.task))
+        play = greedy_play(run.make_task)
         checks = Validation(play, episodes, seed, every, budget, compares=False)
     callbacks = run.phase("baseline/sac/", run.callbacks_for("sac", steps))
     train_task_sac(agent, env, budget, seed, settings, callbacks, checks)
@@ -300,7 +300,7 @@ def sac_baseline(
     log_task_env_steps(run, "sac", budget.used, steps)
     with phase(run.callbacks_for, "evaluation/sac", eval_episodes) as scoring:
         returns = held_out_returns(
-            lambda: make_task(run.task), agent.act, seed, eval_episodes, callbacks=[scoring]
+            run.make_task, agent.act, seed, eval_episodes, callbacks=[scoring]
         )
     return float(np.mean(returns))
 

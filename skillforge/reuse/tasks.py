@@ -7,16 +7,23 @@ append task information (waypoints, hurdles) for the meta-controller.
   square, (2,2), (2,-2), (-2,-2), (-2,2), (2,2); reward +1 when the centre of mass comes
   within 0.5 m of the next waypoint (maximum 5, then the episode ends). Extra observation:
   centre-of-mass x-y, offset to the next waypoint, waypoints reached.
-- `halfcheetah-hurdle`: on HalfCheetah-v5 with boxes 0.25 m high every 3 m; reward is
-  forward progress, dx/dt of the torso. Extra observation: distance to the next hurdle.
+- `halfcheetah-hurdle`: on HalfCheetah-v5 with boxes 0.25 m high every 3 m from x = 3 m
+  (40 of them); reward is forward progress, dx/dt of the torso. Extra observation: the
+  distance from the torso to the next hurdle ahead (`distance_to_next_hurdle`).
 - `halfcheetah-goal`: on HalfCheetah-v5, reach x = +10 m or x = -10 m, the side drawn per
   episode; reward +1 once, when the torso gets there (the episode then ends), else 0 for
   the 1,000 steps. Sparse and long: random torques move the cheetah 10 m in under one
   episode in ten (measured: 0 of 10; 5 m in 4 of 10). Extra
   observation: the goal's side (+1 or -1) and the signed distance to the goal.
 
+A named task is built on its env or on that env's `WithPosition` variant
+(`skillforge.core.position_envs`: the position kept in the observation, where METRA
+libraries and DIAYN libraries with an x / x-y prior are learned): `make_task(task, env_id)`
+with the library's env, so its skills read the observation they were learned on.
+
 The named tasks are also registered with gymnasium (`gymnasium.make("skillforge/
-HalfCheetahGoal-v0")` after `import skillforge.reuse.tasks`), so other libraries can use them.
+HalfCheetahGoal-v0")` after `import skillforge.reuse.tasks`), so other libraries can use them;
+`env_id=` chooses the env underneath (`env_id="HalfCheetahWithPosition-v5"`).
 """
 
 from __future__ import annotations
@@ -32,11 +39,24 @@ import numpy as np
 
 from skillforge.core.envs import make_env, resolve_env_id
 from skillforge.core.errors import EnvError
+from skillforge.core.position_envs import with_position
 
 WAYPOINTS = np.array([(2.0, 2.0), (2.0, -2.0), (-2.0, -2.0), (-2.0, 2.0), (2.0, 2.0)])
 WAYPOINT_RADIUS = 0.5
 HURDLE_SPACING, HURDLE_HEIGHT, HURDLE_COUNT = 3.0, 0.25, 40
+HURDLES = HURDLE_SPACING * np.arange(1, HURDLE_COUNT + 1)
+"""The hurdles' x (their centres): 3 m, 6 m, ..., 120 m."""
+NO_HURDLE_AHEAD = 10.0
+"""The hurdle task's distance observation once the torso is past the last hurdle: farther
+than a next hurdle ever is within the course (3 m), so it reads "nothing within reach"."""
 GOAL_DISTANCE = 10.0
+
+
+def distance_to_next_hurdle(x: float) -> float:
+    """Metres from torso x to the first hurdle whose centre is ahead of it (`3 - x` before the
+    first, whatever x < 3), or `NO_HURDLE_AHEAD` past the last one."""
+    ahead = HURDLES[x < HURDLES]
+    return float(ahead[0] - x) if ahead.size else NO_HURDLE_AHEAD
 
 
 def _extended_space(space: gym.spaces.Box, extra: int) -> gym.spaces.Box:
@@ -99,8 +119,7 @@ class HalfCheetahHurdle(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return float(self.env.unwrapped.data.qpos[0])
 
     def _observe(self, obs: np.ndarray) -> np.ndarray:
-        next_hurdle = (np.floor(self.x() / HURDLE_SPACING) + 1) * HURDLE_SPACING
-        return np.append(obs, next_hurdle - self.x())
+        return np.append(obs, distance_to_next_hurdle(self.x()))
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
@@ -172,25 +191,38 @@ def hurdle_model_file() -> Path:
     return path
 
 
-def ant_navigation(render_mode: str | None = None, **kwargs) -> AntNavigation:
-    """The ant-navigation task; `render_mode` and `kwargs` go to Ant-v5."""
-    return AntNavigation(make_env("Ant-v5", render_mode, **kwargs))
+def ant_navigation(
+    render_mode: str | None = None, env_id: str = "Ant-v5", **kwargs
+) -> AntNavigation:
+    """The ant-navigation task on `env_id` (Ant-v5 or AntWithPosition-v5); `render_mode` and
+    `kwargs` go to that env."""
+    env_id = task_env_id("ant-navigation", env_id)
+    return AntNavigation(make_env(env_id, render_mode, **kwargs))
 
 
-def halfcheetah_hurdle(render_mode: str | None = None, **kwargs) -> HalfCheetahHurdle:
-    """The halfcheetah-hurdle task; `render_mode` and `kwargs` go to HalfCheetah-v5."""
+def halfcheetah_hurdle(
+    render_mode: str | None = None, env_id: str = "HalfCheetah-v5", **kwargs
+) -> HalfCheetahHurdle:
+    """The halfcheetah-hurdle task on `env_id` (HalfCheetah-v5 or its WithPosition variant);
+    `render_mode` and `kwargs` go to that env."""
+    env_id = task_env_id("halfcheetah-hurdle", env_id)
     xml_file = str(hurdle_model_file())
-    return HalfCheetahHurdle(make_env("HalfCheetah-v5", render_mode, xml_file=xml_file, **kwargs))
+    return HalfCheetahHurdle(make_env(env_id, render_mode, xml_file=xml_file, **kwargs))
 
 
 def halfcheetah_goal(
-    distance: float = GOAL_DISTANCE, render_mode: str | None = None, **kwargs
+    distance: float = GOAL_DISTANCE,
+    render_mode: str | None = None,
+    env_id: str = "HalfCheetah-v5",
+    **kwargs,
 ) -> HalfCheetahGoal:
-    """The halfcheetah-goal task; `render_mode` and `kwargs` go to HalfCheetah-v5."""
-    return HalfCheetahGoal(make_env("HalfCheetah-v5", render_mode, **kwargs), distance)
+    """The halfcheetah-goal task on `env_id` (HalfCheetah-v5 or its WithPosition variant);
+    `render_mode` and `kwargs` go to that env."""
+    env_id = task_env_id("halfcheetah-goal", env_id)
+    return HalfCheetahGoal(make_env(env_id, render_mode, **kwargs), distance)
 
 
-TASKS = {  # name: (env of the skills, maker, gymnasium id)
+TASKS = {  # name: (the env it is built on by default, maker, gymnasium id)
     "ant-navigation": ("Ant-v5", ant_navigation, "skillforge/AntNavigation-v0"),
     "halfcheetah-hurdle": ("HalfCheetah-v5", halfcheetah_hurdle, "skillforge/HalfCheetahHurdle-v0"),
     "halfcheetah-goal": ("HalfCheetah-v5", halfcheetah_goal, "skillforge/HalfCheetahGoal-v0"),
@@ -200,20 +232,40 @@ for _, maker, gym_id in TASKS.values():
         gym.register(gym_id, entry_point=maker, disable_env_checker=True)
 
 
-def task_env_id(task: str) -> str:
-    """The env whose skills a task reuses (`ant-navigation` -> Ant-v5)."""
+def task_envs(task: str) -> tuple[str, ...]:
+    """The envs `task` can be built on: a named task's env and its WithPosition variant
+    (`halfcheetah-goal`: HalfCheetah-v5, HalfCheetahWithPosition-v5); any other task is its
+    own env (an id or alias). An unknown task raises EnvError."""
     if task in TASKS:
-        return TASKS[task][0]
+        base = TASKS[task][0]
+        return (base, with_position(base))
     try:
-        return resolve_env_id(task)
+        return (resolve_env_id(task),)
     except EnvError:
         raise EnvError(
             f"unknown task {task!r}; tasks: {', '.join(TASKS)}, or an env id or alias"
         ) from None
 
 
-def make_task(task: str) -> gym.Env:
-    """Make the task env (see the module docstring for the named tasks)."""
+def task_env_id(task: str, env_id: str | None = None) -> str:
+    """The env `task` is built on: `env_id` (say, a library's env) if it is one of
+    `task_envs(task)`, by default the first (`ant-navigation` -> Ant-v5); EnvError if not."""
+    envs = task_envs(task)
+    if env_id is None:
+        return envs[0]
+    try:
+        env_id = resolve_env_id(env_id)
+    except EnvError:
+        env_id = str(env_id)
+    if env_id not in envs:
+        raise EnvError(f"task {task} is built on {' or '.join(envs)}, not on {env_id}")
+    return env_id
+
+
+def make_task(task: str, env_id: str | None = None) -> gym.Env:
+    """Make the task env (see the module docstring for the named tasks), built on `env_id`
+    (`task_env_id`: the task's default env if None)."""
+    env_id = task_env_id(task, env_id)
     if task in TASKS:
-        return TASKS[task][1]()
-    return make_env(task_env_id(task))
+        return TASKS[task][1](env_id=env_id)
+    return make_env(env_id)
