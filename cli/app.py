@@ -103,7 +103,11 @@ TrackingUri = Annotated[
 ]
 Threads = Annotated[
     int,
-    typer.Option(help="torch and onnxruntime threads (0: all cores).", show_default=True),
+    typer.Option(
+        help="torch and onnxruntime threads (0: the cores other jobs leave free, decided "
+        "again every 30 s while training).",
+        show_default=True,
+    ),
 ]
 Experiment = Annotated[str, typer.Option("--experiment", help="MLflow experiment.")]
 LIBRARY_FORMS = "Library name, run id or models:/<library>@<alias> (or models:/<library>/<version>)"

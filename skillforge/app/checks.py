@@ -10,6 +10,7 @@ from skillforge.core.envs import make_env
 from skillforge.core.errors import (
     ConfigError,
 )
+from skillforge.core.threads import free_cores
 from skillforge.rl.features import feature_reader
 
 
@@ -76,23 +77,23 @@ def check_resources(config: PretrainConfig) -> None:
 
 
 def check_threads(threads: int) -> None:
-    """Refuse a `--threads` below 0 or beyond what this machine can use (0: every core)."""
+    """Refuse a `--threads` below 0 or beyond what this machine can use (0: the free cores)."""
     cores = os.cpu_count() or 1
     if not 0 <= threads <= max(16, 4 * cores):
         raise ConfigError(
             f"--threads {threads} is not a thread count this machine can use ({cores} cores); "
-            "use 0 (all cores) or a number up to the cores"
+            "use 0 (the cores other jobs leave free) or a number up to the cores"
         )
 
 
 def use_threads(threads: int) -> None:
-    """Give torch `threads` intra-op threads (0: torch's default, every core), and the ONNX
-    sessions opened afterwards as many, after `check_threads`."""
-    check_threads(threads)
-    if threads:
-        import torch
+    """Give torch `threads` intra-op threads (0: the cores other jobs leave free now,
+    `core.threads.free_cores`), and the ONNX sessions opened afterwards as many, after
+    `check_threads`."""
+    import torch
 
-        torch.set_num_threads(threads)
+    check_threads(threads)
+    torch.set_num_threads(threads or free_cores())
 
 
 def check_store_timeout(store_timeout: float) -> None:

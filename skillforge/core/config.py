@@ -67,7 +67,8 @@ class PretrainConfig:
     log_every: int = 500
     """Steps between metric reports to the callbacks (MLflow, progress bar)."""
     threads: int = 0
-    """torch intra-op threads; 0 uses every core."""
+    """torch intra-op threads; 0: the cores other jobs leave free, decided again every 30 s
+    (`core.threads`)."""
     name: str = ""
     """Library name; empty derives one from the env and run."""
     discriminator_features: str = "all"

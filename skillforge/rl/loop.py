@@ -15,6 +15,7 @@ from torch import nn
 from skillforge.core.config import PretrainConfig
 from skillforge.core.envs import episode_seed, make_env
 from skillforge.core.errors import ConfigError, TrainingInterrupted
+from skillforge.core.threads import FreeCoreThreads
 from skillforge.rl.callbacks import CallbackList
 from skillforge.rl.checkpoint import save_checkpoint
 from skillforge.rl.features import feature_reader
@@ -82,9 +83,11 @@ def train(
 
     `config.envs` copies of the env step in lockstep (one batched policy call); gradient
     steps are owed at `config.updates_per_step` per env step and taken whole."""
-    callbacks = CallbackList(callbacks)
     if config.threads:
         torch.set_num_threads(config.threads)
+    else:
+        callbacks = [FreeCoreThreads(), *callbacks]
+    callbacks = CallbackList(callbacks)
     envs = make_training_envs(config)
     obs_dim = int(envs[0].observation_space.shape[0])
     features = feature_reader(config.discriminator_features, config.env_id, obs_dim)

@@ -1,0 +1,105 @@
+"""Default threads on a quiet and on a shared machine: wall time of whole `pretrain` commands.
+
+    python benchmarks/bench_threads.py [--busy 0,2] [--steps 1500] [--hopper-steps 3000]
+
+Three thread settings, each a fresh `skillforge pretrain` subprocess, interleaved so that
+machine noise hits all alike:
+- `one`: `--threads 1`;
+- `all-spinning`: every core, idle threads spinning as libgomp does by default (skillforge's
+  default before it chose threads from the free cores);
+- `default`: `--threads 0`, the cores other jobs leave free, decided again every 30 s, idle
+  threads asleep (`skillforge.core.threads`).
+Each runs a small Pendulum library (4 skills, 64 units, batch 64) beside `--busy` processes
+that keep cores busy (0: nothing else started here), and the paper's 300 x 300 Hopper
+setting (batch 256) beside none. Records go to `benchmarks/results/threads.json` with the
+load average at the start of each run: a machine already shared shows it there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results" / "threads.json"
+SETTINGS = {  # name: (--threads, extra environment)
+    "one": ("1", {}),
+    "all-spinning": (str(len(os.sched_getaffinity(0))), {"GOMP_SPINCOUNT": "300000"}),
+    "default": ("0", {}),
+}
+PENDULUM = "pendulum --skills 4 --hidden 64 --batch-size 64 --learning-starts 500"
+HOPPER = "hopper --skills 20 --learning-starts 1000"
+BUSY_LOOP = "while True: pass"
+
+
+def pretrain_seconds(workload: str, steps: int, setting: str, folder: str) -> float:
+    """Wall seconds of one `skillforge pretrain` run, in its own store."""
+    threads, extra = SETTINGS[setting]
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    store = tempfile.mkdtemp(dir=folder)
+    command = [sys.executable, "-m", "cli.main", "pretrain", *workload.split()]
+    command += ["--steps", str(steps), "--threads", threads, "--eval-episodes", "0"]
+    command += ["--no-video", "--eval-every", "0", "--name", "bench"]
+    command += ["--tracking-uri", f"sqlite:///{store}/mlflow.db"]
+    start = time.perf_counter()
+    subprocess.run(
+        command,
+        cwd=store,
+        env={**env, **extra},
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - start
+
+
+def measure(workload: str, steps: int, busy: int, folder: str) -> list[dict]:
+    """Every setting once, beside `busy` busy-looping processes."""
+    loops = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(busy)]
+    try:
+        records = []
+        for setting in SETTINGS:
+            load = os.getloadavg()[0]
+            seconds = pretrain_seconds(workload, steps, setting, folder)
+            records.append(
+                {
+                    "workload": workload.split()[0],
+                    "steps": steps,
+                    "busy_processes": busy,
+                    "setting": setting,
+                    "seconds": round(seconds, 1),
+                    "load_at_start": round(load, 2),
+                }
+            )
+            print(json.dumps(records[-1]), flush=True)
+        return records
+    finally:
+        for process in loops:
+            process.kill()
+            process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--busy", default="0,2", help="busy processes beside each run")
+    parser.add_argument("--steps", type=int, default=1500, help="Pendulum env steps")
+    parser.add_argument("--hopper-steps", type=int, default=3000, help="0: skip Hopper")
+    parser.add_argument("--json", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        records = []
+        for busy in [int(b) for b in args.busy.split(",")]:
+            records += measure(PENDULUM, args.steps, busy, folder)
+        if args.hopper_steps:
+            records += measure(HOPPER, args.hopper_steps, 0, folder)
+    machine = {"cores": len(os.sched_getaffinity(0)), "load_at_end": os.getloadavg()[0]}
+    args.json.write_text(json.dumps({"machine": machine, "runs": records}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
