@@ -1,10 +1,12 @@
 """Reuse benchmark: do skill libraries pay off downstream?
 
     python benchmarks/bench_reuse.py [--store DIR] [--seeds 0,1,2] [--tasks a,b] [--jobs 2]
+        [--commands hierarchical,finetune]
 
 For every task, a library of its environment is pretrained once (or taken from the store,
 or imported from the library files shipped in `exports/libraries/`), then, for each seed and
-at the same env-step budget:
+at the same env-step budget (the task built on the library's env: `halfcheetah-goal` on
+HalfCheetahWithPosition-v5 for the METRA library):
 
 - `skillforge hierarchical` (meta-controller over the frozen skills; baselines best-skill
   and random-skills), and
@@ -69,30 +71,41 @@ class Library:
 class Task:
     """A downstream task, the library it reuses, its env-step budget and K; the validation
     episodes (the best skill's selection and every check) are paid from the budget, so a
-    small budget takes few."""
+    small budget takes few; the test episodes every method is scored on are not."""
 
     name: str
     library: Library
     env_steps: int
     skill_steps: int
     validation_episodes: int = 2
+    eval_episodes: int = 5
 
 
 HOPPER = Library("hopper", "Hopper-v5", 10, 60_000)
-HALFCHEETAH_X = Library("halfcheetah-x", "HalfCheetah-v5", 10, 100_000, features="x")
+METRA_HALFCHEETAH = Library(  # shipped; made with --minutes 35 (431,688 env steps)
+    "metra-halfcheetah",
+    "HalfCheetah-v5",
+    16,
+    431_688,
+    objective="metra",
+    hidden=256,
+    batch_size=256,
+    learning_starts=10_000,
+)
 MOUNTAINCAR_X = Library("mountaincar-x", "MountainCarContinuous-v0", 10, 60_000, features="x")
 TASKS = {
     task.name: task
     for task in (
         Task("Hopper-v5", HOPPER, 20_000, 10),
-        Task("halfcheetah-goal", HALFCHEETAH_X, 30_000, 50),
+        Task("halfcheetah-goal", METRA_HALFCHEETAH, 100_000, 50, eval_episodes=20),
         Task("MountainCarContinuous-v0", MOUNTAINCAR_X, 30_000, 50),
     )
 }
 
 
 def ensure_library(library: Library, store: str) -> None:
-    """The library in the store: already there, imported from its shipped file, or trained."""
+    """The library in the store: already there, imported from its shipped file, or trained
+    (on the env its objective needs: `PretrainConfig.for_objective`)."""
     from skillforge import PretrainConfig, SkillforgeError, pretrain
     from skillforge.core.config import EvaluationOptions
     from skillforge.store.tracking import find_library
@@ -106,10 +119,11 @@ def ensure_library(library: Library, store: str) -> None:
     if shipped.is_file():
         from skillforge.app.library_file import import_library
 
-        import_library(shipped, tracking_uri=store)
+        import_library(shipped, name=library.name, tracking_uri=store)
         return
-    config = PretrainConfig(
-        env_id=library.env,
+    config = PretrainConfig.for_objective(
+        library.env,
+        library.objective,
         n_skills=library.skills,
         total_steps=library.steps,
         hidden=library.hidden,
@@ -150,6 +164,7 @@ def run_job(job: tuple[str, str, int, str, int | None]) -> None:
             skills_from="checkpoint",
             baselines=("best-skill", "random-skills"),
             validation_episodes=task.validation_episodes,
+            eval_episodes=task.eval_episodes,
             validate_every=task.env_steps // 4,
         )
         final = train_hierarchical(task.library.name, config, store).final_returns
@@ -165,6 +180,7 @@ def run_job(job: tuple[str, str, int, str, int | None]) -> None:
             learning_starts=min(10_000, task.env_steps // 10),
             baselines=("sac",),
             validation_episodes=task.validation_episodes,
+            eval_episodes=task.eval_episodes,
             validate_every=task.env_steps // 4,
         )
         final = finetune(task.library.name, config, store).final_returns
@@ -205,6 +221,7 @@ def recorded_runs(store: str) -> list[dict]:
             seen.add(key)
             record = {
                 "task": params["task"],
+                "task_env_id": params.get("task_env_id", ""),
                 "library": params["library"],
                 "command": command,
                 "seed": int(params["seed"]),
@@ -286,14 +303,17 @@ def summarise(done: list[dict], seeds: list[int], tasks: list[str]) -> dict:
             if found:
                 returns[method] = [record["returns"][method] for record in found]
                 spent[method] = [record["task_env_steps"][method] for record in found]
+        built_on = {r.get("task_env_id") for r in done if r["task"] == name} - {"", None}
         entries.append(
             {
                 "task": name,
+                "task_env_id": ", ".join(sorted(built_on)),
                 "library": task.library.name,
                 "objective": task.library.objective,
                 "env_steps": task.env_steps,
                 "pretrain_steps": task.library.steps,
                 "skill_steps": task.skill_steps,
+                "eval_episodes": task.eval_episodes,
                 "library_config": {
                     "env": task.library.env,
                     "skills": task.library.skills,
@@ -381,6 +401,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--jobs", type=int, default=2, help="processes at once (1 thread each)")
+    parser.add_argument(
+        "--commands", default="hierarchical,finetune", help="which of the two commands to run"
+    )
     parser.add_argument("--json", default=str(RESULTS / "reuse.json"))
     parser.add_argument(
         "--env-steps", type=int, help="every task at this budget instead of its own (a check)"
@@ -393,6 +416,9 @@ def main() -> None:
     args = parser.parse_args()
     seeds = [int(seed) for seed in args.seeds.split(",")]
     tasks = [name.strip() for name in args.tasks.split(",")]
+    commands = [name.strip() for name in args.commands.split(",")]
+    if not set(commands) <= {"hierarchical", "finetune"}:
+        parser.error(f"--commands: hierarchical and/or finetune, got {args.commands}")
     unknown = [name for name in tasks if name not in TASKS]
     if unknown:
         parser.error(f"unknown task {unknown}; tasks: {', '.join(TASKS)}")
@@ -413,7 +439,7 @@ def main() -> None:
         (name, command, seed, store, args.env_steps)
         for seed in seeds
         for name in tasks
-        for command in ("hierarchical", "finetune")
+        for command in commands
         if (name, command, seed) not in finished
     ]
     print(f"{len(jobs)} runs to go ({len(finished)} done before)", flush=True)
