@@ -23,6 +23,7 @@ from mkdocs.structure.files import File, Files
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = "benchmarks/results"
 PAGES_FROM_REPO = {"index.md": "README.md"}  # site path -> file in the repository
+GENERATED_PAGES = ("reference/cli.md", "reference/api.md")
 LINK = re.compile(r"(\]\()([^)\s#]+)([^)]*\))")
 
 
@@ -51,13 +52,13 @@ def api_reference() -> str:
         "",
     ]
     for name, module in skillforge._EXPORTS.items():
-        lines += [f"## `{name}`", "", f"::: {module}.{name}", ""]
+        lines += [f"::: {module}.{name}", "    options:", "      show_root_heading: true", ""]
     return "\n".join(lines)
 
 
 def on_files(files: Files, config) -> Files:
-    files.append(File.generated(config, "reference/cli.md", content=cli_reference()))
-    files.append(File.generated(config, "reference/api.md", content=api_reference()))
+    for site_path, content in zip(GENERATED_PAGES, (cli_reference(), api_reference()), strict=True):
+        files.append(File.generated(config, site_path, content=content))
     for site_path, repo_path in PAGES_FROM_REPO.items():
         files.append(File.generated(config, site_path, abs_src_path=str(ROOT / repo_path)))
     for figure in sorted((ROOT / FIGURES).glob("*.png")):

@@ -36,14 +36,19 @@ TOLERANCE = 1e-5
 
 
 def readme_export_blocks() -> tuple[list[str], str]:
-    """The README's export example: its shell block and the Python block that reads the files."""
-    from test_readme import readme_examples
+    """The docs' export example (docs/commands/export.md): its shell block and the Python block
+    that reads the files."""
+    from test_readme import DOCS, documented_examples
 
-    blocks = readme_examples()
+    blocks = [
+        example for example in documented_examples() if example.page == DOCS / "commands/export.md"
+    ]
     shell = next(
-        code for kind, code in blocks if kind == "shell" and "skillforge export my-pendulum" in code
+        code
+        for _, kind, code in blocks
+        if kind == "shell" and "skillforge export my-pendulum" in code
     )
-    python = next(code for kind, code in blocks if kind == "python" and "library.onnx" in code)
+    python = next(code for _, kind, code in blocks if kind == "python" and "library.onnx" in code)
     return shell.strip().splitlines(), python
 
 
