@@ -140,7 +140,7 @@ def plot(runs: list[dict], path: Path) -> None:
     far.bar(labels, backward, color="tab:red", label="farthest backward")
     far.axhline(0.0, color="black", lw=0.8)
     far.set_ylabel("metres after 200 steps")
-    far.legend(fontsize=8)
+    far.legend(fontsize=8, loc="lower left")
     for axis in (cover, far):
         axis.tick_params(axis="x", labelsize=7)
         axis.grid(alpha=0.3, axis="y")
