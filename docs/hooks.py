@@ -37,7 +37,12 @@ def cli_reference() -> str:
         "`--help`, with every option and its default.\n\n"
     )
     title, rest = done.stdout.split("\n", 1)
-    return f"{title}\n\n{intro}{rest}"
+    # typer shortens each command's summary in the list of commands, at times inside `code`
+    lines = [
+        line + "`" if line[:2] == "* " and line.count("`") % 2 else line
+        for line in rest.splitlines()
+    ]
+    return f"{title}\n\n{intro}" + "\n".join(lines) + "\n"
 
 
 def api_reference() -> str:
