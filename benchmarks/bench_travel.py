@@ -11,9 +11,11 @@ the store is not trained again (an unfinished one is continued with `--resume`).
 
 Each run's record goes to `benchmarks/results/travel.json` (`{"runs": [{"env", "objective",
 "prior", "skills", "seed", "minutes", "env_steps", "gradient_steps", "coverage",
-"random_coverage", "max_forward_m", "max_backward_m"}]}`, plus `"max_distance_m"` in the
-plane): coverage in 1 m bins of x (HalfCheetah) or 1 m x 1 m cells of x-y (Ant), the random
-policy's on the same episodes, displacements in metres after 200 steps. The figure
+"random_coverage", "max_forward_m", "max_backward_m", "paths"}]}`, plus `"max_distance_m"` in
+the plane): coverage in 1 m bins of x (HalfCheetah) or 1 m x 1 m cells of x-y (Ant), the
+random policy's on the same episodes, displacements in metres after 200 steps; `"paths"` is
+the run's paths plot (every skill's held-out episodes beside a random policy's), copied to
+`benchmarks/results/travel/`. The figure
 `benchmarks/results/travel.png` shows coverage over the random policy's and the farthest
 skills per method. Wall-clock budgets depend on what else the machine runs: the records keep
 env steps and gradient steps, and the note says what the machine was doing.
@@ -24,8 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
@@ -102,7 +106,23 @@ def record(store: str, name: str, minutes: float) -> dict:
     for key in ("max_forward_m", "max_backward_m", "max_distance_m"):
         if f"eval/{key}" in metrics:
             result[key] = round(metrics[f"eval/{key}"], 2)
+    result["paths"] = save_paths_plot(uri, info.run_id, result)
     return result
+
+
+def save_paths_plot(uri: str, run_id: str, result: dict) -> str:
+    """Copy the run's paths plot (its evaluation's `plots/trajectories.png`) to
+    `benchmarks/results/travel/`; its path relative to the results folder."""
+    from mlflow.tracking import MlflowClient
+
+    family = result["env"].split("WithPosition")[0].split("-")[0].lower()
+    method = result["objective"] + (f"-{result['prior']}" if result["prior"] else "")
+    target = RESULTS / "travel" / f"{family}-{method}-s{result['seed']}.png"
+    target.parent.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as folder:
+        plot = MlflowClient(uri).download_artifacts(run_id, "plots/trajectories.png", folder)
+        shutil.copyfile(plot, target)
+    return str(target.relative_to(RESULTS))
 
 
 def run_key(record: dict) -> tuple:

@@ -17,7 +17,15 @@ SHIPPED = sorted((Path(__file__).resolve().parents[1] / "exports" / "libraries")
 
 def test_the_shipped_libraries_are_there():
     names = {path.name for path in SHIPPED}
-    assert {"hopper.pt", "hopper-default.pt", "mountaincar-x.pt", "halfcheetah-x.pt"} <= names
+    assert {
+        "hopper.pt",
+        "hopper-default.pt",
+        "mountaincar-x.pt",
+        "halfcheetah-x.pt",
+        "mountaincar-ref.pt",
+        "metra-halfcheetah.pt",
+        "metra-ant.pt",
+    } <= names
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[path.stem for path in SHIPPED])

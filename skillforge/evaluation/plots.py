@@ -142,11 +142,11 @@ def trajectories(
         if planar:  # the same square of the plane on both sides
             axes[0, 1].set_xlim(axis.get_xlim())
     for side in axes[0]:
-        side.set_xlabel(f"x ({position})" if planar else "environment step")
+        side.set_xlabel(f"{position}: x" if planar else "environment step")
         side.grid(alpha=0.3)
         if planar:
             side.set_aspect("equal", adjustable="datalim")
-    axis.set_ylabel("y" if planar else position)
+    axis.set_ylabel(f"{position}: y" if planar else position)
     if n <= 20:
         axis.legend(fontsize=7, ncol=2 if n > 10 else 1, loc="best")
     axis.set_title(f"{title}\n{caption}" if caption else title, fontsize=10)
