@@ -321,7 +321,7 @@ def summarise(done: list[dict], seeds: list[int], tasks: list[str]) -> dict:
                     "hidden": task.library.hidden,
                     "batch_size": task.library.batch_size,
                 },
-                "seeds": seeds,
+                "seeds": sorted({r["seed"] for r in done if r["task"] == name} & set(seeds)),
                 "returns": returns,
                 "task_env_steps": spent,
             }
