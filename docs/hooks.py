@@ -66,8 +66,9 @@ def on_files(files: Files, config) -> Files:
         files.append(File.generated(config, site_path, content=content))
     for site_path, repo_path in PAGES_FROM_REPO.items():
         files.append(File.generated(config, site_path, abs_src_path=str(ROOT / repo_path)))
-    for figure in sorted((ROOT / FIGURES).glob("*.png")):
-        files.append(File.generated(config, f"figures/{figure.name}", abs_src_path=str(figure)))
+    for figure in sorted((ROOT / FIGURES).rglob("*.png")):
+        site_path = f"figures/{figure.relative_to(ROOT / FIGURES).as_posix()}"
+        files.append(File.generated(config, site_path, abs_src_path=str(figure)))
     return files
 
 
@@ -76,7 +77,7 @@ def site_path_of(repo_path: str) -> str | None:
     if repo_path.startswith("docs/"):
         return repo_path.removeprefix("docs/")
     if repo_path.startswith(f"{FIGURES}/") and repo_path.endswith(".png"):
-        return f"figures/{posixpath.basename(repo_path)}"
+        return f"figures/{repo_path.removeprefix(f'{FIGURES}/')}"
     for site_path, source in PAGES_FROM_REPO.items():
         if repo_path == source:
             return site_path
