@@ -60,7 +60,10 @@ def pretrain_seconds(workload: str, steps: int, setting: str, folder: str) -> fl
 
 def measure(workload: str, steps: int, busy: int, folder: str) -> list[dict]:
     """Every setting once, beside `busy` busy-looping processes."""
-    loops = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(busy)]
+    loops = [  # sessions of their own, as other users' jobs are (the kernel's autogroups)
+        subprocess.Popen([sys.executable, "-c", BUSY_LOOP], start_new_session=True)
+        for _ in range(busy)
+    ]
     try:
         records = []
         for setting in SETTINGS:

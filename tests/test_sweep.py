@@ -75,7 +75,7 @@ def test_the_objective_is_a_grid_axis_with_each_objectives_own_collection():
         "metra",
         "HalfCheetahWithPosition-v5",
         8,
-        1 / 32,
+        1 / 8,
     )
     assert metra.max_episode_steps == 200 and metra.hidden == diayn.hidden == 64
     with pytest.raises(ConfigError, match="--objective must be one of diayn, metra"):
