@@ -26,10 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from skillforge.core.threads import WAIT_POLICY_VARIABLES, machine_cores
+
 RESULTS = Path(__file__).parent / "results" / "threads.json"
 SETTINGS = {  # name: (--threads, extra environment)
     "one": ("1", {}),
-    "all-spinning": (str(len(os.sched_getaffinity(0))), {"GOMP_SPINCOUNT": "300000"}),
+    "all-spinning": (str(machine_cores()), {"GOMP_SPINCOUNT": "300000"}),
     "default": ("0", {}),
 }
 PENDULUM = "pendulum --skills 4 --hidden 64 --batch-size 64 --learning-starts 500"
@@ -40,7 +42,7 @@ BUSY_LOOP = "while True: pass"
 def pretrain_seconds(workload: str, steps: int, setting: str, folder: str) -> float:
     """Wall seconds of one `skillforge pretrain` run, in its own store."""
     threads, extra = SETTINGS[setting]
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env = {k: v for k, v in os.environ.items() if k not in WAIT_POLICY_VARIABLES}
     store = tempfile.mkdtemp(dir=folder)
     command = [sys.executable, "-m", "cli.main", "pretrain", *workload.split()]
     command += ["--steps", str(steps), "--threads", threads, "--eval-episodes", "0"]
@@ -100,7 +102,7 @@ def main() -> None:
             records += measure(PENDULUM, args.steps, busy, folder)
         if args.hopper_steps:
             records += measure(HOPPER, args.hopper_steps, 0, folder)
-    machine = {"cores": len(os.sched_getaffinity(0)), "load_at_end": os.getloadavg()[0]}
+    machine = {"cores": machine_cores(), "load_at_end": os.getloadavg()[0]}
     args.json.write_text(json.dumps({"machine": machine, "runs": records}, indent=1) + "\n")
 
 
