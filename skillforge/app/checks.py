@@ -10,7 +10,7 @@ from skillforge.core.envs import make_env
 from skillforge.core.errors import (
     ConfigError,
 )
-from skillforge.core.threads import free_cores
+from skillforge.core.threads import free_cores_now
 from skillforge.rl.features import feature_reader
 
 
@@ -88,12 +88,12 @@ def check_threads(threads: int) -> None:
 
 def use_threads(threads: int) -> None:
     """Give torch `threads` intra-op threads (0: the cores other jobs leave free now,
-    `core.threads.free_cores`), and the ONNX sessions opened afterwards as many, after
+    `core.threads.free_cores_now`), and the ONNX sessions opened afterwards as many, after
     `check_threads`."""
     import torch
 
     check_threads(threads)
-    torch.set_num_threads(threads or free_cores())
+    torch.set_num_threads(threads or free_cores_now())
 
 
 def check_store_timeout(store_timeout: float) -> None:

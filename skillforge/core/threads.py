@@ -3,11 +3,14 @@
 Two threads on two cores make a 300 x 300 network up to a third faster on a quiet machine, but
 when other jobs hold the cores every parallel region waits for a thread that is not running:
 measured on this project's 2-core machine beside two busy training runs, a small Pendulum
-library took 694 s with two threads against 35 s with one. So a run takes the cores the other
-jobs leave free (the 1-minute load average less its own share) and decides again every 30 s
-as jobs come and go; and idle OpenMP threads sleep instead of spinning (`OMP_WAIT_POLICY=PASSIVE`,
-set when skillforge is imported before torch, unless the user chose a policy), so the minute a
-new job needs to show in the load average costs 2x, not 20x.
+library took 694 s with two threads against 35 s with one. So a run takes the cores other jobs
+leave free and decides again every 30 s as jobs come and go. "Free" is measured, not taken
+from the load average (which trails by a minute, so a run started just after other work ended
+would begin on one thread): the busy time the kernel counts for this process's cores
+(`/proc/stat`) less the process's own CPU time, over a quarter of a second before training
+and over each 30 s after. Idle OpenMP threads sleep instead of spinning
+(`OMP_WAIT_POLICY=PASSIVE`, set when skillforge is imported before torch, unless the user
+chose a policy), so the seconds before a new job is noticed cost 2x, not 20x.
 """
 
 from __future__ import annotations
@@ -15,9 +18,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 RECHECK_SECONDS = 30.0
+SAMPLE_SECONDS = 0.25
+PROC_STAT = Path("/proc/stat")
 WAIT_POLICY_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user, nice, system, irq, softirq, steal (not idle, iowait)
 
 
 def wait_passively() -> None:
@@ -32,23 +39,73 @@ def machine_cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def free_cores(own_load: float = 0.0) -> int:
-    """The cores other jobs leave free: this process's cores less the 1-minute load average
-    that is not this process's own (`own_load`, in cores), at least one."""
+def busy_seconds(stat: Path = PROC_STAT) -> float | None:
+    """CPU seconds this process's cores have been busy since boot, by anyone (their lines of
+    `/proc/stat`); None where the kernel does not provide it."""
+    try:
+        lines = stat.read_text().splitlines()
+    except OSError:
+        return None
+    mine = {f"cpu{core}" for core in os.sched_getaffinity(0)}
+    ticks = 0
+    for line in lines:
+        name, *values = line.split()
+        if name in mine:
+            ticks += sum(int(values[field]) for field in BUSY_FIELDS)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def free_cores(others: float) -> int:
+    """The cores left when other jobs keep `others` cores busy: at least one."""
     cores = machine_cores()
-    others = max(0.0, os.getloadavg()[0] - own_load)
     return max(1, min(cores, round(cores - others)))
 
 
-class FreeCoreThreads:
-    """Training callback: torch's threads follow the free cores, decided at the start and
-    again every `every` seconds (this process's own load measured by its CPU time)."""
+class OtherJobs:
+    """The cores other jobs kept busy since the last `restart`: the busy time of this
+    process's cores less this process's own CPU time, per second of wall time."""
 
     def __init__(
-        self, every: float = RECHECK_SECONDS, clock: Callable[[], float] = time.monotonic
+        self,
+        busy: Callable[[], float | None] = busy_seconds,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.every, self.clock = every, clock
-        self.since = self.cpu_since = 0.0
+        self.busy, self.clock = busy, clock
+        self.restart()
+
+    def restart(self) -> None:
+        self.busy_since, self.own_since = self.busy(), time.process_time()
+        self.since = self.clock()
+
+    def cores(self) -> float:
+        busy, elapsed = self.busy(), self.clock() - self.since
+        if busy is None or self.busy_since is None or elapsed <= 0:
+            return 0.0
+        own = time.process_time() - self.own_since
+        return max(0.0, (busy - self.busy_since - own) / elapsed)
+
+
+def free_cores_now() -> int:
+    """The cores other jobs leave free, measured over the next `SAMPLE_SECONDS`."""
+    others = OtherJobs()
+    time.sleep(SAMPLE_SECONDS)
+    return free_cores(others.cores())
+
+
+class FreeCoreThreads:
+    """Training callback: torch's threads follow the free cores, measured at the start and
+    decided again every `every` seconds over the time since the last decision (`busy`,
+    `clock` and `sleep`: the readings, for a test to give)."""
+
+    def __init__(
+        self,
+        every: float = RECHECK_SECONDS,
+        busy: Callable[[], float | None] = busy_seconds,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.every, self.sleep = every, sleep
+        self.others = OtherJobs(busy, clock)
         self.threads = 0
 
     def _use(self, threads: int) -> None:
@@ -56,13 +113,13 @@ class FreeCoreThreads:
 
         self.threads = threads
         torch.set_num_threads(threads)
-        self.since, self.cpu_since = self.clock(), time.process_time()
+        self.others.restart()
 
     def on_start(self, info: dict) -> None:
-        self._use(free_cores())
+        self.others.restart()
+        self.sleep(SAMPLE_SECONDS)
+        self._use(free_cores(self.others.cores()))
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
-        elapsed = self.clock() - self.since
-        if elapsed >= self.every:
-            own = (time.process_time() - self.cpu_since) / elapsed
-            self._use(free_cores(own))
+        if self.others.clock() - self.others.since >= self.every:
+            self._use(free_cores(self.others.cores()))
