@@ -91,7 +91,9 @@ class TrainingProgress:
         self.live = self.progress.console.is_terminal
         self.log_seconds = log_seconds
         self.task = None
-        self._summary = ""
+        self.by_episodes = False
+        self._done = 0
+        self._summary = self._metrics = ""
         self._plain = _PlainLog(label, unit)
 
     def __enter__(self) -> TrainingProgress:
@@ -106,16 +108,21 @@ class TrainingProgress:
     def on_start(self, info: dict) -> None:
         """`info`: `step`, `total_steps`, and the `unit` counted and the `label` shown if not
         `self.unit` and `self.label`."""
-        self.unit = self._plain.unit = info.get("unit", self.unit)
+        self.by_episodes = bool(info.get("total_episodes"))
+        default_unit = "episodes" if self.by_episodes else self.unit
+        self.unit = self._plain.unit = info.get("unit", default_unit)
         self.label = self._plain.label = info.get("label", self.label)
-        total = info["total_steps"]
+        total, done = info["total_steps"], info["step"]
+        if self.by_episodes:  # an episode budget: the steps it will take are not known
+            total, done = info["total_episodes"], info.get("episodes", 0)
         if info.get("total_seconds"):  # a time budget: the steps it will take are not known
             self._plain.time_budget(info["total_seconds"], info.get("seconds", 0.0))
             total = None
         self.task = self.progress.add_task(
-            self.label, total=total, completed=info["step"], summary="", unit=self.unit
+            self.label, total=total, completed=done, summary="", unit=self.unit
         )
-        self._plain.start(info["step"], total)
+        self._done = done
+        self._plain.start(done, total)
         if self.announce and not self.live:
             unit = self.unit.removesuffix("s") if total == 1 else self.unit
             self._print(f"{self.label}: {total:,} {unit}")
@@ -123,7 +130,12 @@ class TrainingProgress:
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
         summary = self.summary(metrics)
         if summary is not None:
-            self._summary = summary
+            self._metrics = summary
+        self._summary = self._metrics
+        if self.by_episodes:  # the steps are worth seeing when the bar counts episodes
+            self._summary = f"{step:,} steps  {self._metrics}".rstrip()
+            step = int(metrics.get("episodes", self._done))
+        self._done = step
         self.on_progress(step)
 
     def on_progress(self, done: int) -> None:
@@ -134,7 +146,8 @@ class TrainingProgress:
 
     def on_end(self, result) -> None:
         task = self.progress.tasks[self.task]
-        done = int(getattr(result, "step", task.total))  # an episode or time budget ends early
+        # an episode or time budget ends before the step count
+        done = self._done if self.by_episodes else int(getattr(result, "step", task.total))
         self.progress.update(self.task, completed=done, total=done)
         self._plain.total = done
         if not self.live and self._plain.since_step != done:  # unless the last line was

@@ -193,13 +193,17 @@ def test_commands_open_the_store_once(finished, store, monkeypatch):
 
 def test_an_episode_budget_ends_the_run_after_that_many_episodes(store):
     """`--episodes 3` on Pendulum (200-step episodes): the run ends after exactly 3 episodes,
-    600 steps, records them as its total, reports the episode count, and `--resume
-    --episodes 4` continues it by one more episode."""
+    600 steps, records them as its total, reports the episode count, counts its progress in
+    episodes (never against the step cap its budget implies), and `--resume --episodes 4`
+    continues it by one more episode."""
     runner = CliRunner()
     args = ["pretrain", "pendulum", "--skills", "3", "--episodes", "3", "--hidden", "16"]
     args += ["--batch-size", "16", "--learning-starts", "0", "--eval-episodes", "1"]
     result = runner.invoke(app, [*args, "--no-video", "--name", "ep", "--tracking-uri", store])
     assert result.exit_code == 0, result.output
+    line = next(text for text in result.output.splitlines() if text.startswith("DIAYN "))
+    assert line.startswith("DIAYN 3/3 (100%) ") and " episodes/s " in line, line
+    assert "600 steps" in line and "/3,000" not in line
     client = MlflowClient(store)
     run = client.get_run(tracking.find_library("ep", store).run_id)
     assert run.data.tags[tracking.TAG_TOTAL_STEPS] == "600"

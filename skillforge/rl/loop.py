@@ -119,6 +119,8 @@ def train(
         {
             "step": run.step,
             "total_steps": config.total_steps,
+            "total_episodes": config.total_episodes,
+            "episodes": run.finished_episodes,
             "spec": spec,
             "agent": agent,
             "label": config.objective.upper(),
