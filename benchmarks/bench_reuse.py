@@ -97,7 +97,14 @@ TASKS = {
     task.name: task
     for task in (
         Task("Hopper-v5", HOPPER, 20_000, 10),
-        Task("halfcheetah-goal", METRA_HALFCHEETAH, 100_000, 50, eval_episodes=20),
+        Task(
+            "halfcheetah-goal",
+            METRA_HALFCHEETAH,
+            300_000,
+            50,
+            validation_episodes=4,
+            eval_episodes=20,
+        ),
         Task("MountainCarContinuous-v0", MOUNTAINCAR_X, 30_000, 50),
     )
 }
@@ -211,7 +218,7 @@ def recorded_runs(store: str) -> list[dict]:
                 finals = {m: v for m, v in finals.items() if m != "sac"}
             params = run.data.params
             key = (params["task"], params["library"], command, params["seed"])
-            key += (params["total_steps"],)
+            key += (params["total_steps"], params.get("skill_steps"))
             if command == "hierarchical" and params.get("learner") != LEARNER:
                 continue
             if run.info.status != "FINISHED" or not finals or key in seen:
@@ -239,6 +246,7 @@ def recorded_runs(store: str) -> list[dict]:
             }
             if command == "hierarchical":
                 record["learner"] = LEARNER
+                record["skill_steps"] = int(params["skill_steps"])
             records.append(record)
     return records
 
@@ -251,8 +259,8 @@ def metrics_under(run, prefix: str) -> dict[str, float]:
 
 def run_key(record: dict) -> tuple:
     """What makes two records the same run (a rerun supersedes the earlier one)."""
-    keys = ("task", "library", "command", "seed", "env_steps")
-    return tuple(record[key] for key in keys)
+    keys = ("task", "library", "command", "seed", "env_steps", "skill_steps")
+    return tuple(record.get(key) for key in keys)
 
 
 def current_runs(store: str, earlier: list[dict]) -> list[dict]:
@@ -275,6 +283,8 @@ def current_runs(store: str, earlier: list[dict]) -> list[dict]:
         if record["task"] in TASKS
         and record["library"] == TASKS[record["task"]].library.name
         and record["env_steps"] == TASKS[record["task"]].env_steps
+        and record.get("skill_steps", TASKS[record["task"]].skill_steps)
+        == TASKS[record["task"]].skill_steps
     ]
 
 
