@@ -92,6 +92,16 @@ METRA_HALFCHEETAH = Library(  # shipped; made with --minutes 35 (431,688 env ste
     batch_size=256,
     learning_starts=10_000,
 )
+METRA_ANT = Library(  # shipped; made with --minutes 90 (1,824,800 env steps)
+    "metra-ant",
+    "Ant-v5",
+    8,
+    1_824_800,
+    objective="metra",
+    hidden=256,
+    batch_size=256,
+    learning_starts=10_000,
+)
 MOUNTAINCAR_X = Library("mountaincar-x", "MountainCarContinuous-v0", 10, 60_000, features="x")
 TASKS = {
     task.name: task

@@ -1,6 +1,7 @@
 """Default threads on a quiet and on a shared machine: wall time of whole `pretrain` commands.
 
     python benchmarks/bench_threads.py [--busy 0,2] [--steps 1500] [--hopper-steps 3000]
+        [--hopper-busy 0,1] [--repeats 2]
 
 Three thread settings, each a fresh `skillforge pretrain` subprocess, interleaved so that
 machine noise hits all alike:
@@ -11,8 +12,9 @@ machine noise hits all alike:
   threads asleep (`skillforge.core.threads`).
 Each runs a small Pendulum library (4 skills, 64 units, batch 64) beside `--busy` processes
 that keep cores busy (0: nothing else started here), and the paper's 300 x 300 Hopper
-setting (batch 256) beside none. Records go to `benchmarks/results/threads.json` with the
-load average at the start of each run: a machine already shared shows it there.
+setting (batch 256) beside `--hopper-busy` of them, each setting `--repeats` times. Records
+go to `benchmarks/results/threads.json` (each run, with the load average at its start: a
+machine already shared shows it there, and the median of each setting per case).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,28 +63,30 @@ def pretrain_seconds(workload: str, steps: int, setting: str, folder: str) -> fl
     return time.perf_counter() - start
 
 
-def measure(workload: str, steps: int, busy: int, folder: str) -> list[dict]:
-    """Every setting once, beside `busy` busy-looping processes."""
+def measure(workload: str, steps: int, busy: int, folder: str, repeats: int) -> list[dict]:
+    """Every setting `repeats` times, interleaved, beside `busy` busy-looping processes."""
     loops = [  # sessions of their own, as other users' jobs are (the kernel's autogroups)
         subprocess.Popen([sys.executable, "-c", BUSY_LOOP], start_new_session=True)
         for _ in range(busy)
     ]
     try:
         records = []
-        for setting in SETTINGS:
-            load = os.getloadavg()[0]
-            seconds = pretrain_seconds(workload, steps, setting, folder)
-            records.append(
-                {
-                    "workload": workload.split()[0],
-                    "steps": steps,
-                    "busy_processes": busy,
-                    "setting": setting,
-                    "seconds": round(seconds, 1),
-                    "load_at_start": round(load, 2),
-                }
-            )
-            print(json.dumps(records[-1]), flush=True)
+        for repeat in range(repeats):
+            for setting in SETTINGS:
+                load = os.getloadavg()[0]
+                seconds = pretrain_seconds(workload, steps, setting, folder)
+                records.append(
+                    {
+                        "workload": workload.split()[0],
+                        "steps": steps,
+                        "busy_processes": busy,
+                        "setting": setting,
+                        "repeat": repeat,
+                        "seconds": round(seconds, 1),
+                        "load_at_start": round(load, 2),
+                    }
+                )
+                print(json.dumps(records[-1]), flush=True)
         return records
     finally:
         for process in loops:
@@ -94,16 +99,41 @@ def main() -> None:
     parser.add_argument("--busy", default="0,2", help="busy processes beside each run")
     parser.add_argument("--steps", type=int, default=1500, help="Pendulum env steps")
     parser.add_argument("--hopper-steps", type=int, default=3000, help="0: skip Hopper")
+    parser.add_argument("--hopper-busy", default="0,1", help="busy processes beside Hopper")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each setting")
     parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         records = []
         for busy in [int(b) for b in args.busy.split(",")]:
-            records += measure(PENDULUM, args.steps, busy, folder)
+            records += measure(PENDULUM, args.steps, busy, folder, args.repeats)
         if args.hopper_steps:
-            records += measure(HOPPER, args.hopper_steps, 0, folder)
+            for busy in [int(b) for b in args.hopper_busy.split(",")]:
+                records += measure(HOPPER, args.hopper_steps, busy, folder, args.repeats)
     machine = {"cores": machine_cores(), "load_at_end": os.getloadavg()[0]}
-    args.json.write_text(json.dumps({"machine": machine, "runs": records}, indent=1) + "\n")
+    summary = medians(records)
+    for row in summary:
+        print(row)
+    result = {"machine": machine, "medians": summary, "runs": records}
+    args.json.write_text(json.dumps(result, indent=1) + "\n")
+
+
+def medians(records: list[dict]) -> list[dict]:
+    """Median seconds of each setting per (workload, busy processes)."""
+    seconds: dict[tuple, list[float]] = {}
+    for r in records:
+        seconds.setdefault((r["workload"], r["busy_processes"], r["setting"]), []).append(
+            r["seconds"]
+        )
+    cases = sorted({(workload, busy) for workload, busy, _ in seconds})
+    return [
+        {
+            "workload": workload,
+            "busy_processes": busy,
+            **{s: statistics.median(seconds[workload, busy, s]) for s in SETTINGS},
+        }
+        for workload, busy in cases
+    ]
 
 
 if __name__ == "__main__":
