@@ -8,10 +8,11 @@ or imported from the library files shipped in `exports/libraries/`), then, for e
 at the same env-step budget (the task built on the library's env: `halfcheetah-goal` on
 HalfCheetahWithPosition-v5 for the METRA library):
 
-- `skillforge hierarchical` (meta-controller over the frozen skills; baselines best-skill
-  and random-skills), and
-- `skillforge finetune` (SAC starting from the best skill; baseline SAC from scratch with
-  the same networks and settings).
+- `skillforge hierarchical` (meta-controller over the frozen skills; baselines best-skill,
+  random-skills and SAC from scratch), and
+- `skillforge finetune` (SAC starting from the best skill, with SAC from scratch's
+  settings: batch 256, random actions for the first tenth of the budget, at most 10,000),
+so that the two SAC runs of a seed, an hour or more each, run side by side.
 
 Every method has the same task experience: every env step it takes on the task's reward
 (skill selection, validation, training) is paid from the same `env_steps` budget, and its
@@ -42,12 +43,19 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 SHIPPED = Path(__file__).parent.parent / "exports" / "libraries"
 METHODS = ("meta-controller", "finetune", "best-skill", "random-skills", "sac")
+COMMAND_METHODS = {
+    "hierarchical": ("meta-controller", "best-skill", "random-skills", "sac"),
+    "finetune": ("finetune",),
+}
+"""The methods each command's run scores (SAC from scratch as a baseline of `hierarchical`,
+whose own methods take minutes)."""
 CURVES = {
     "hierarchical": {
         "meta-controller": "validation_return",
         "best-skill": "baseline/best-skill/validation_return",
+        "sac": "baseline/sac/validation_return",
     },
-    "finetune": {"finetune": "validation_return", "sac": "baseline/sac/validation_return"},
+    "finetune": {"finetune": "validation_return"},
 }
 """Each method's greedy return on the same validation episodes against task env steps."""
 
@@ -179,7 +187,7 @@ def run_job(job: tuple[str, str, int, str, int | None]) -> None:
             total_steps=task.env_steps,
             seed=seed,
             skills_from="checkpoint",
-            baselines=("best-skill", "random-skills"),
+            baselines=("best-skill", "random-skills", "sac"),
             validation_episodes=task.validation_episodes,
             eval_episodes=task.eval_episodes,
             validate_every=task.env_steps // 4,
@@ -193,15 +201,14 @@ def run_job(job: tuple[str, str, int, str, int | None]) -> None:
             task=task.name,
             total_steps=task.env_steps,
             seed=seed,
-            batch_size=task.library.batch_size,
             learning_starts=min(10_000, task.env_steps // 10),
-            baselines=("sac",),
+            baselines=(),
             validation_episodes=task.validation_episodes,
             eval_episodes=task.eval_episodes,
             validate_every=task.env_steps // 4,
         )
         final = finetune(task.library.name, config, store).final_returns
-        final = {name: final[name] for name in ("finetune", "sac")}
+        final = {"finetune": final["finetune"]}
     minutes = (time.perf_counter() - started) / 60
     print(f"{task_name} seed {seed} {command}: {final} ({minutes:.1f} min)", flush=True)
 
@@ -222,16 +229,15 @@ def recorded_runs(store: str) -> list[dict]:
         for run in client.search_runs(experiments, query, order_by=["attributes.start_time DESC"]):
             finals = metrics_under(run, "final_return/")
             spent = metrics_under(run, "task_env_steps/")
-            if command == "finetune":
-                finals = {m: v for m, v in finals.items() if m in ("finetune", "sac")}
-            else:
-                finals = {m: v for m, v in finals.items() if m != "sac"}
+            finals = {m: v for m, v in finals.items() if m in COMMAND_METHODS[command]}
             params = run.data.params
             key = (params["task"], params["library"], command, params["seed"])
             key += (params["total_steps"], params.get("skill_steps"))
             if command == "hierarchical" and params.get("learner") != LEARNER:
                 continue
-            if run.info.status != "FINISHED" or not finals or key in seen:
+            if run.info.status != "FINISHED" or set(finals) != set(COMMAND_METHODS[command]):
+                continue  # unfinished, or from before SAC ran beside the meta-controller
+            if key in seen:
                 continue  # newest first: a rerun supersedes an earlier run
             if not spent:
                 continue  # from before every task env step was counted: not comparable

@@ -1,15 +1,16 @@
 """Default threads on a quiet and on a shared machine: wall time of whole `pretrain` commands.
 
-    python benchmarks/bench_threads.py [--busy 0,2] [--steps 1500] [--hopper-steps 3000]
+    python benchmarks/bench_threads.py [--busy 0,2] [--steps 1500] [--hopper-steps 2500]
         [--hopper-busy 0,1] [--repeats 2]
 
-Three thread settings, each a fresh `skillforge pretrain` subprocess, interleaved so that
+Four thread settings, each a fresh `skillforge pretrain` subprocess, interleaved so that
 machine noise hits all alike:
 - `one`: `--threads 1`;
-- `all-spinning`: every core, idle threads spinning as libgomp does by default (skillforge's
-  default before it chose threads from the free cores);
+- `all-spinning`: every core, idle threads spinning as libgomp does by default (300,000
+  spins: skillforge's default before it chose threads from the free cores);
+- `all-passive`: every core, idle threads asleep at once (`OMP_WAIT_POLICY=PASSIVE`);
 - `default`: `--threads 0`, the cores other jobs leave free, decided again every 30 s, idle
-  threads asleep (`skillforge.core.threads`).
+  threads spinning 10,000 times, then asleep (`skillforge.core.threads`).
 Each runs a small Pendulum library (4 skills, 64 units, batch 64) beside `--busy` processes
 that keep cores busy (0: nothing else started here), and the paper's 300 x 300 Hopper
 setting (batch 256) beside `--hopper-busy` of them, each setting `--repeats` times. Records
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -35,6 +37,7 @@ RESULTS = Path(__file__).parent / "results" / "threads.json"
 SETTINGS = {  # name: (--threads, extra environment)
     "one": ("1", {}),
     "all-spinning": (str(machine_cores()), {"GOMP_SPINCOUNT": "300000"}),
+    "all-passive": (str(machine_cores()), {"OMP_WAIT_POLICY": "PASSIVE"}),
     "default": ("0", {}),
 }
 PENDULUM = "pendulum --skills 4 --hidden 64 --batch-size 64 --learning-starts 500"
@@ -98,11 +101,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--busy", default="0,2", help="busy processes beside each run")
     parser.add_argument("--steps", type=int, default=1500, help="Pendulum env steps")
-    parser.add_argument("--hopper-steps", type=int, default=3000, help="0: skip Hopper")
+    parser.add_argument("--hopper-steps", type=int, default=2500, help="0: skip Hopper")
     parser.add_argument("--hopper-busy", default="0,1", help="busy processes beside Hopper")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each setting")
     parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args()
+    # a kill ends the benchmark through its cleanups, so no busy process is left behind
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory() as folder:
         records = []
         for busy in [int(b) for b in args.busy.split(",")]:

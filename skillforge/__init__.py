@@ -12,10 +12,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from skillforge.core.threads import wait_passively
+from skillforge.core.threads import spin_briefly
 from skillforge.core.versions import __version__
 
-wait_passively()  # before torch loads: idle threads sleep when the machine is shared
+spin_briefly()  # before torch loads: idle threads let the cores go soon
 
 _EXPORTS = {
     "PretrainConfig": "skillforge.core.config",

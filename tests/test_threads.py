@@ -1,7 +1,7 @@
 """Default threads: the cores other jobs leave free, measured from the kernel's busy time and
-decided again while training, and idle OpenMP threads that sleep. Where a test needs a known
-load it gives the readings (busy seconds, a clock); the busy machine is real: processes that
-spin on every core."""
+decided again while training, and idle OpenMP threads that spin briefly, then sleep. Where a
+test needs a known load it gives the readings (busy seconds, a clock); the busy machine is
+real: processes that spin on every core."""
 
 import os
 import subprocess
@@ -48,8 +48,8 @@ class Machine:
         return threads.FreeCoreThreads(every, self.busy, lambda: self.now, self.sleep)
 
 
-def wait_policy_after_import(**variables: str) -> str:
-    code = "import os, skillforge; print(os.environ.get('OMP_WAIT_POLICY', 'unset'))"
+def spin_count_after_import(**variables: str) -> str:
+    code = "import os, skillforge; print(os.environ.get('GOMP_SPINCOUNT', 'unset'))"
     env = {k: v for k, v in os.environ.items() if k not in threads.WAIT_POLICY_VARIABLES}
     out = subprocess.run(
         [sys.executable, "-c", code], env={**env, **variables}, capture_output=True, text=True
@@ -57,10 +57,10 @@ def wait_policy_after_import(**variables: str) -> str:
     return out.stdout.strip()
 
 
-def test_idle_threads_sleep_unless_the_user_chose_how_they_wait():
-    assert wait_policy_after_import() == "PASSIVE"
-    assert wait_policy_after_import(OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
-    assert wait_policy_after_import(GOMP_SPINCOUNT="1000") == "unset"
+def test_idle_threads_spin_briefly_unless_the_user_chose_how_they_wait():
+    assert spin_count_after_import() == str(threads.SPIN_COUNT)
+    assert spin_count_after_import(OMP_WAIT_POLICY="PASSIVE") == "unset"
+    assert spin_count_after_import(GOMP_SPINCOUNT="1000") == "1000"
 
 
 def test_free_cores_are_the_cores_less_those_other_jobs_keep_busy():

@@ -280,12 +280,14 @@ def sac_baseline(
     settings: TaskSACSettings | None = None,
     validation: tuple[int, int] = (0, 1),
 ) -> float:
-    """SAC from scratch on the task (the library's network width) with a budget of `steps`
-    task env steps, its curve logged as `baseline/sac/return`; with `validation` (episodes,
-    every) > 0 episodes, its greedy policy is checked as the other methods' are (on the same
-    validation episodes, paid from the same budget) and the best one kept. Returns its
-    greedy mean return on the held-out episodes."""
-    settings = settings or TaskSACSettings(hidden=run.library.spec.hidden)
+    """SAC from scratch on the task (the library's network width; by default random actions
+    for the first tenth of `steps`, at most 10,000) with a budget of `steps` task env steps,
+    its curve logged as `baseline/sac/return`; with `validation` (episodes, every) > 0
+    episodes, its greedy policy is checked as the other methods' are (on the same validation
+    episodes, paid from the same budget) and the best one kept. Returns its greedy mean
+    return on the held-out episodes."""
+    warm_up = min(TaskSACSettings.learning_starts, steps // 10)
+    settings = settings or TaskSACSettings(hidden=run.library.spec.hidden, learning_starts=warm_up)
     env = run.make_task()
     agent = scratch_agent(env, settings)
     budget = TaskBudget(steps)

@@ -1,4 +1,5 @@
-"""How many torch threads a run uses when it is not told (`--threads 0`, the default).
+"""How many torch threads a run uses when it is not told (`--threads 0`, the default), and
+how long idle ones wait for work.
 
 Two threads on two cores make a 300 x 300 network up to a third faster on a quiet machine, but
 when other jobs hold the cores every parallel region waits for a thread that is not running:
@@ -8,9 +9,14 @@ leave free and decides again every 30 s as jobs come and go. "Free" is measured,
 from the load average (which trails by a minute, so a run started just after other work ended
 would begin on one thread): the busy time the kernel counts for this process's cores
 (`/proc/stat`) less the process's own CPU time, over a quarter of a second before training
-and over each 30 s after. Idle OpenMP threads sleep instead of spinning
-(`OMP_WAIT_POLICY=PASSIVE`, set when skillforge is imported before torch, unless the user
-chose a policy), so the seconds before a new job is noticed cost 2x, not 20x.
+and over each 30 s after.
+
+An idle OpenMP thread spins before it sleeps: libgomp's default, 300,000 spins, holds a core
+other jobs need; sleeping at once (`OMP_WAIT_POLICY=PASSIVE`) makes every small matrix
+product wait for a wake-up, and two such threads ran the 300 x 300 Hopper setting slower than
+one. 10,000 spins (`GOMP_SPINCOUNT`, set when skillforge is imported before torch unless the
+user chose a policy) bridges the gaps between one update's products and then lets the core go:
+the fastest of the three on a quiet machine (`benchmarks/bench_threads.py`).
 """
 
 from __future__ import annotations
@@ -24,14 +30,16 @@ RECHECK_SECONDS = 30.0
 SAMPLE_SECONDS = 0.25
 PROC_STAT = Path("/proc/stat")
 WAIT_POLICY_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+SPIN_COUNT = 10_000
 BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user, nice, system, irq, softirq, steal (not idle, iowait)
 
 
-def wait_passively() -> None:
-    """Let idle OpenMP threads sleep, unless the user set `OMP_WAIT_POLICY` or
-    `GOMP_SPINCOUNT` (read once, when torch loads: call before importing torch)."""
+def spin_briefly() -> None:
+    """Idle OpenMP threads spin `SPIN_COUNT` times, then sleep, unless the user set
+    `OMP_WAIT_POLICY` or `GOMP_SPINCOUNT` (read once, when torch loads: call before importing
+    torch)."""
     if not any(name in os.environ for name in WAIT_POLICY_VARIABLES):
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
 
 
 def machine_cores() -> int:
