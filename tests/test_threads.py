@@ -44,8 +44,10 @@ class Machine:
     def sleep(self, seconds: float) -> None:
         self.now += seconds
 
-    def callback(self, every: float = 30.0) -> threads.FreeCoreThreads:
-        return threads.FreeCoreThreads(every, self.busy, lambda: self.now, self.sleep)
+    def callback(
+        self, every: float = 30.0, work: int = threads.PARALLEL_WORK
+    ) -> threads.FreeCoreThreads:
+        return threads.FreeCoreThreads(work, every, self.busy, lambda: self.now, self.sleep)
 
 
 def spin_count_after_import(**variables: str) -> str:
@@ -110,6 +112,15 @@ def test_threads_are_decided_again_only_after_the_interval():
     assert callback.threads == torch.get_num_threads() == CORES
 
 
+def test_small_networks_train_on_one_thread_even_on_a_free_machine():
+    small = Machine().callback(work=64 * 64**2)  # Pendulum's 64 units, batch 64
+    small.on_start({})
+    assert small.threads == torch.get_num_threads() == 1
+    large = Machine().callback(work=256 * 300**2)  # the paper's 300 units, batch 256
+    large.on_start({})
+    assert large.threads == torch.get_num_threads() == CORES
+
+
 def test_without_the_kernel_s_figures_a_run_takes_every_core():
     callback = threads.FreeCoreThreads(busy=lambda: None, sleep=lambda seconds: None)
     callback.on_start({})
@@ -122,7 +133,8 @@ def test_a_run_with_default_threads_steps_down_on_a_busy_machine(tmp_path):
     spinners = [subprocess.Popen(spin) for _ in range(CORES)]
     try:
         torch.set_num_threads(CORES)
-        loop.train(tiny_config(threads=0, total_steps=150), str(tmp_path / "c.pt"))
+        config = tiny_config(threads=0, total_steps=150, hidden=256, batch_size=64)
+        loop.train(config, str(tmp_path / "c.pt"))
         assert torch.get_num_threads() == 1
     finally:
         for spinner in spinners:

@@ -27,6 +27,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 RECHECK_SECONDS = 30.0
+PARALLEL_WORK = 2**22
+"""Multiply-adds of one hidden layer on one batch (batch x hidden^2) below which a second
+thread does not pay for itself: a 64-unit Pendulum library (batch 64: 0.26M) ran no faster
+on two threads than on one, the paper's 300-unit Hopper setting (batch 256: 23M) a quarter
+faster."""
 SAMPLE_SECONDS = 0.25
 PROC_STAT = Path("/proc/stat")
 WAIT_POLICY_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
@@ -102,25 +107,28 @@ def free_cores_now() -> int:
 
 class FreeCoreThreads:
     """Training callback: torch's threads follow the free cores, measured at the start and
-    decided again every `every` seconds over the time since the last decision (`busy`,
-    `clock` and `sleep`: the readings, for a test to give)."""
+    decided again every `every` seconds over the time since the last decision; one thread
+    whatever the cores if the networks' `work` (batch x hidden^2) is below `PARALLEL_WORK`
+    (`busy`, `clock` and `sleep`: the readings, for a test to give)."""
 
     def __init__(
         self,
+        work: int = PARALLEL_WORK,
         every: float = RECHECK_SECONDS,
         busy: Callable[[], float | None] = busy_seconds,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.every, self.sleep = every, sleep
+        self.most = machine_cores() if work >= PARALLEL_WORK else 1
         self.others = OtherJobs(busy, clock)
         self.threads = 0
 
     def _use(self, threads: int) -> None:
         import torch
 
-        self.threads = threads
-        torch.set_num_threads(threads)
+        self.threads = min(threads, self.most)
+        torch.set_num_threads(self.threads)
         self.others.restart()
 
     def on_start(self, info: dict) -> None:

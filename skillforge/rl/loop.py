@@ -86,7 +86,7 @@ def train(
     if config.threads:
         torch.set_num_threads(config.threads)
     else:
-        callbacks = [FreeCoreThreads(), *callbacks]
+        callbacks = [FreeCoreThreads(config.batch_size * config.hidden**2), *callbacks]
     callbacks = CallbackList(callbacks)
     envs = make_training_envs(config)
     obs_dim = int(envs[0].observation_space.shape[0])
