@@ -226,15 +226,22 @@ def _checkpoint_step(checkpoint: Path) -> int | None:
 
 
 def _query(db: Path, sql: str, *args) -> list[tuple]:
+    """Rows of a read of the store; none before its tables exist. Not read-only: a run killed
+    inside a write leaves a hot journal that only a connection allowed to write rolls back
+    (a read-only one fails until then, and "no rows" would be the wrong answer)."""
     if not db.exists():
         return []
-    for _ in range(50):
+    deadline = time.monotonic() + 60
+    while True:
         try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.2) as connection:
+            with sqlite3.connect(db, timeout=1.0) as connection:
                 return connection.execute(sql, args).fetchall()
-        except sqlite3.OperationalError:
-            time.sleep(0.01)  # locked by the writer, or tables not created yet
-    return []
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):
+                return []
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # locked by the writer
 
 
 def _library_exists(db: Path, name: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -132,7 +133,26 @@ def _wait_for(condition, timeout: float, what: str, process=None, log: Path | No
         time.sleep(0.5)
 
 
+def _store_made(uri: str) -> bool:
+    """The store exists: a server's always; a SQLite file once the sweep has made it and its
+    experiment in it (after MLflow's migrations): a client opened before would migrate the
+    tables beside the sweep's own process, and the two clash."""
+    if not uri.startswith("sqlite:///"):
+        return True
+    db = uri.removeprefix("sqlite:///")
+    if not Path(db).is_file():
+        return False
+    query = "SELECT count(*) FROM experiments WHERE name = 'skillforge'"
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0) as connection:
+            return connection.execute(query).fetchone()[0] > 0
+    except sqlite3.OperationalError:  # no tables yet, or locked by the sweep making them
+        return False
+
+
 def _states(uri: str, sweep: str) -> dict:
+    if not _store_made(uri):
+        return {}
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("skillforge")
     if experiment is None:
