@@ -87,6 +87,8 @@ class Task:
     skill_steps: int
     validation_episodes: int = 2
     eval_episodes: int = 5
+    checks: int = 4
+    """Validations of the greedy policy over the budget (and one at the end)."""
 
 
 HOPPER = Library("hopper", "Hopper-v5", 10, 60_000)
@@ -122,6 +124,24 @@ TASKS = {
             50,
             validation_episodes=4,
             eval_episodes=20,
+        ),
+        Task(
+            "ant-navigation",
+            METRA_ANT,
+            2_000_000,
+            5,
+            validation_episodes=4,
+            eval_episodes=10,
+            checks=20,
+        ),
+        Task(
+            "halfcheetah-hurdle",
+            METRA_HALFCHEETAH,
+            300_000,
+            10,
+            validation_episodes=4,
+            eval_episodes=10,
+            checks=6,
         ),
         Task("MountainCarContinuous-v0", MOUNTAINCAR_X, 30_000, 50),
     )
@@ -190,7 +210,7 @@ def run_job(job: tuple[str, str, int, str, int | None]) -> None:
             baselines=("best-skill", "random-skills", "sac"),
             validation_episodes=task.validation_episodes,
             eval_episodes=task.eval_episodes,
-            validate_every=task.env_steps // 4,
+            validate_every=task.env_steps // task.checks,
         )
         final = train_hierarchical(task.library.name, config, store).final_returns
     else:
@@ -205,7 +225,7 @@ def run_job(job: tuple[str, str, int, str, int | None]) -> None:
             baselines=(),
             validation_episodes=task.validation_episodes,
             eval_episodes=task.eval_episodes,
-            validate_every=task.env_steps // 4,
+            validate_every=task.env_steps // task.checks,
         )
         final = finetune(task.library.name, config, store).final_returns
         final = {"finetune": final["finetune"]}
