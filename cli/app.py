@@ -105,7 +105,7 @@ Threads = Annotated[
     int,
     typer.Option(
         help="torch and onnxruntime threads (0: the cores other jobs leave free, decided "
-        "again every 30 s while training).",
+        "again every 30 s while training; one for networks too small to gain from more).",
         show_default=True,
     ),
 ]
