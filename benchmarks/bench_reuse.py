@@ -301,7 +301,8 @@ def run_key(record: dict) -> tuple:
 
 def current_runs(store: str, earlier: list[dict]) -> list[dict]:
     """The recorded runs of the benchmark's tasks, with their library and env-step budget:
-    those of the store, and those of `earlier` (the JSON's records) the store lacks."""
+    those of the store, and those of `earlier` (the JSON's records) the store lacks, if they
+    score every method of their command (a hierarchical record without SAC does not count)."""
     from skillforge.reuse.meta_controller import LEARNER
 
     records = recorded_runs(store)
@@ -312,6 +313,7 @@ def current_runs(store: str, earlier: list[dict]) -> list[dict]:
         if run_key(record) not in keys
         and record.get("learner", LEARNER) == LEARNER
         and "task_env_steps" in record
+        and set(record["returns"]) == set(COMMAND_METHODS[record["command"]])
     ]
     return [
         record
