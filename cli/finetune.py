@@ -56,6 +56,13 @@ def finetune(
     validate_every: Annotated[
         int, typer.Option(help="Task env steps between validations (and one at the end).")
     ] = FINETUNE.validate_every,
+    updates_per_step: Annotated[
+        float,
+        typer.Option(
+            help="Gradient steps per task env step, of fine-tuning and SAC from scratch alike "
+            "(SAC's own: 1; 0.25 makes millions of steps affordable on a CPU)."
+        ),
+    ] = FINETUNE.updates_per_step,
     tracking_uri: TrackingUri = None,
     threads: Threads = 0,
 ) -> None:
@@ -74,6 +81,7 @@ def finetune(
         eval_episodes=eval_episodes,
         validation_episodes=validation_episodes,
         validate_every=validate_every,
+        updates_per_step=updates_per_step,
     )
     if task:
         task_env_id(task)  # refuse an unknown task before loading torch and mlflow

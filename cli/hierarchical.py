@@ -54,6 +54,13 @@ def hierarchical(
     validate_every: Annotated[
         int, typer.Option(help="Task env steps between validations (and one at the end).")
     ] = HIERARCHICAL.validate_every,
+    sac_updates_per_step: Annotated[
+        float,
+        typer.Option(
+            help="Gradient steps of the SAC baseline per task env step (SAC's own: 1; 0.25 "
+            "makes millions of steps affordable on a CPU, with a weaker baseline)."
+        ),
+    ] = HIERARCHICAL.sac_updates_per_step,
     tracking_uri: TrackingUri = None,
     threads: Threads = 0,
 ) -> None:
@@ -72,6 +79,7 @@ def hierarchical(
         envs=envs,
         validation_episodes=validation_episodes,
         validate_every=validate_every,
+        sac_updates_per_step=sac_updates_per_step,
     )
     if task:
         task_env_id(task)  # refuse an unknown task before loading torch and mlflow

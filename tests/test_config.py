@@ -1,6 +1,7 @@
 import pytest
 
 from skillforge.core.config import PretrainConfig, parse_alpha
+from skillforge.core.downstream_config import FinetuneConfig, HierarchicalConfig
 from skillforge.core.errors import ConfigError
 from skillforge.core.names import is_valid_name
 
@@ -29,6 +30,27 @@ from skillforge.core.names import is_valid_name
 def test_bad_values_are_refused_naming_the_option(changes, message):
     with pytest.raises(ConfigError, match=message):
         PretrainConfig(env_id="Hopper-v5", **changes)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: FinetuneConfig(updates_per_step=0), "--updates-per-step must be in"),
+        (lambda: HierarchicalConfig(sac_updates_per_step=float("nan")), "--sac-updates-per-step"),
+        (lambda: PretrainConfig(env_id="Hopper-v5", updates_per_step=65), "--updates-per-step"),
+    ],
+)
+def test_a_gradient_step_rate_outside_0_to_64_is_refused(make, message):
+    with pytest.raises(ConfigError, match=message):
+        make()
+
+
+def test_fine_tuning_at_a_quarter_update_per_step_holds_its_policy_four_times_as_long():
+    """200 critic-only updates at 0.25 per step take 800 steps, after 100 warm-up steps: the
+    policy first moves at step 901."""
+    FinetuneConfig(total_steps=1_000, learning_starts=200, updates_per_step=0.25)
+    with pytest.raises(ConfigError, match="first moves \\(step 1,101.*--learning-starts 62,"):
+        FinetuneConfig(total_steps=1_000, learning_starts=250, updates_per_step=0.25)
 
 
 def test_defaults_follow_the_paper():

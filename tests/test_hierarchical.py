@@ -332,6 +332,22 @@ def test_meta_controller_falls_back_to_its_best_skill_when_that_does_better():
     assert deployed >= min(alone)  # never the worst of its skills here
 
 
+@pytest.mark.parametrize(("rate", "expected"), [(1.0, [160, 360]), (0.25, [40, 90])])
+def test_task_sac_takes_its_gradient_steps_at_the_chosen_rate(rate, expected):
+    """After the 40 random steps (a tenth of the budget), SAC owes `rate` gradient steps per
+    env step and takes them whole: Pendulum's episodes end at 200 and 400 steps."""
+    env = gym.make("Pendulum-v1")
+    settings = TaskSACSettings(hidden=16, batch_size=16, learning_starts=40, updates_per_step=rate)
+    reported = []
+
+    class Recorder:
+        def on_step(self, step, metrics):
+            reported.append(metrics["gradient_steps"])
+
+    train_task_sac(scratch_agent(env, settings), env, TaskBudget(400), 0, settings, [Recorder()])
+    assert reported == expected
+
+
 def test_sac_from_scratch_keeps_its_best_validated_policy_inside_its_budget():
     """SAC from scratch gets the meta-controller's protection: its greedy policy is checked on
     the validation episodes every 400 task env steps and at the end (until the budget is

@@ -162,6 +162,7 @@ def _finetune(
         batch_size=config.batch_size,
         lr=config.lr,
         learning_starts=config.learning_starts,
+        updates_per_step=config.updates_per_step,
     )
     # the library's last entropy coefficient (fixed or learned), as logged during training
     alpha = float(run.client.get_run(run.info.run_id).data.metrics.get("alpha", 0.1))

@@ -135,11 +135,19 @@ def _train_hierarchical(
             random_choice = baselines.random_choice(lanes.n_skills)
             final["random-skills"] = _evaluate(run, "random-skills", lanes, random_choice, config)
         if "sac" in config.baselines:
+            # the library's width; random actions for a tenth of the budget, at most 10,000
+            warm_up = min(TaskSACSettings.learning_starts, steps // 10)
+            settings = TaskSACSettings(
+                hidden=run.library.spec.hidden,
+                learning_starts=warm_up,
+                updates_per_step=config.sac_updates_per_step,
+            )
             final["sac"] = sac_baseline(
                 run,
                 steps,
                 config.seed,
                 config.eval_episodes,
+                settings,
                 validation=(config.validation_episodes, config.validate_every),
             )
         frozen = skills.fingerprint() == fingerprint
@@ -277,17 +285,14 @@ def sac_baseline(
     steps: int,
     seed: int,
     eval_episodes: int,
-    settings: TaskSACSettings | None = None,
+    settings: TaskSACSettings,
     validation: tuple[int, int] = (0, 1),
 ) -> float:
-    """SAC from scratch on the task (the library's network width; by default random actions
-    for the first tenth of `steps`, at most 10,000) with a budget of `steps` task env steps,
+    """SAC from scratch on the task with `settings` and a budget of `steps` task env steps,
     its curve logged as `baseline/sac/return`; with `validation` (episodes, every) > 0
     episodes, its greedy policy is checked as the other methods' are (on the same validation
     episodes, paid from the same budget) and the best one kept. Returns its greedy mean
     return on the held-out episodes."""
-    warm_up = min(TaskSACSettings.learning_starts, steps // 10)
-    settings = settings or TaskSACSettings(hidden=run.library.spec.hidden, learning_starts=warm_up)
     env = run.make_task()
     agent = scratch_agent(env, settings)
     budget = TaskBudget(steps)

@@ -112,10 +112,7 @@ class PretrainConfig:
             "--discriminator-features is DIAYN's prior; METRA has no discriminator",
         )
         require(1 <= self.envs <= 64, f"--envs must be in [1, 64], got {self.envs}")
-        require(
-            math.isfinite(self.updates_per_step) and 0 < self.updates_per_step <= 64,
-            f"--updates-per-step must be in (0, 64], got {self.updates_per_step}",
-        )
+        require_updates_per_step(self.updates_per_step, "--updates-per-step")
         require(
             self.max_episode_steps >= 0,
             f"--max-episode-steps must be >= 0, got {self.max_episode_steps}",
@@ -298,3 +295,8 @@ def parse_alpha(text: str) -> float | None:
 
 def positive_finite(value: float) -> bool:
     return math.isfinite(value) and value > 0
+
+
+def require_updates_per_step(value: float, option: str) -> None:
+    """Refuse a gradient-step rate that is not a positive number of at most 64."""
+    require(math.isfinite(value) and 0 < value <= 64, f"{option} must be in (0, 64], got {value}")

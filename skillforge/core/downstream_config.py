@@ -7,9 +7,10 @@ nothing heavy imported (the CLI validates options before loading torch).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
-from skillforge.core.config import positive_finite, require
+from skillforge.core.config import positive_finite, require, require_updates_per_step
 
 SKILL_SOURCES = ("registry", "onnx", "checkpoint")
 BASELINE_NAMES = ("best-skill", "random-skills", "sac")
@@ -65,6 +66,9 @@ class HierarchicalConfig:
     is paid from `total_steps`: the network trains on what they leave."""
     validate_every: int = 20_000
     """Task env steps between validations of the greedy policy (and one at the end)."""
+    sac_updates_per_step: float = 1.0
+    """Gradient steps of the SAC baseline per task env step (SAC's own: 1; fewer makes a
+    budget of millions of steps affordable on a CPU, at the cost of a weaker baseline)."""
 
     def __post_init__(self) -> None:
         require(self.skill_steps >= 1, f"--skill-steps must be >= 1, got {self.skill_steps}")
@@ -97,6 +101,7 @@ class HierarchicalConfig:
         require(
             self.validate_every >= 1, f"--validate-every must be >= 1, got {self.validate_every}"
         )
+        require_updates_per_step(self.sac_updates_per_step, "--sac-updates-per-step")
 
     def to_params(self) -> dict[str, str]:
         """Flat string params, as logged to MLflow."""
@@ -141,6 +146,8 @@ class FinetuneConfig:
     validation off. Every step of it is paid from `total_steps`."""
     validate_every: int = 20_000
     """Task env steps between validations of the greedy policy (and one at the end)."""
+    updates_per_step: float = 1.0
+    """Gradient steps per task env step, of fine-tuning and of SAC from scratch alike."""
 
     def __post_init__(self) -> None:
         skill = str(self.skill).strip().lower()
@@ -167,15 +174,18 @@ class FinetuneConfig:
         require(
             self.validate_every >= 1, f"--validate-every must be >= 1, got {self.validate_every}"
         )
+        require_updates_per_step(self.updates_per_step, "--updates-per-step")
         # fine-tuning updates after a warm-up of min(learning_starts, steps / 10) steps and
         # holds the policy still for learning_starts critic-only updates
-        moves_at = min(self.learning_starts, self.total_steps // 10) + self.learning_starts + 1
+        held = math.ceil(self.learning_starts / self.updates_per_step)
+        moves_at = min(self.learning_starts, self.total_steps // 10) + held + 1
+        suggested = max(1, int(self.total_steps // 4 * self.updates_per_step))
         require(
             self.total_steps >= moves_at,
             f"--steps {self.total_steps:,} ends before the fine-tuned policy first moves (step "
             f"{moves_at:,}: its critics learn alone for --learning-starts "
             f"{self.learning_starts:,} updates first), so the skill would come back unchanged; "
-            f"pass e.g. --learning-starts {max(1, self.total_steps // 4):,}, or more --steps",
+            f"pass e.g. --learning-starts {suggested:,}, or more --steps",
         )
 
     def to_params(self) -> dict[str, str]:

@@ -42,6 +42,8 @@ class TaskSACSettings:
     tau: float = 0.005
     learning_starts: int = 10_000
     """Random steps before learning (from scratch); critic-only updates (fine-tuning)."""
+    updates_per_step: float = 1.0
+    """Gradient steps per env step, owed and taken whole (0.25: one every fourth step)."""
 
 
 @dataclass
@@ -148,7 +150,7 @@ def train_task_sac(
 ) -> list[float]:
     """Train `agent` on `env` until `budget` has no step available; returns the training
     episodes' returns (each also reported as `on_step(task env steps, {"return",
-    "episode_length"})`; every step as `on_progress(task env steps)`). With `validation`
+    "episode_length", "gradient_steps"})`; every step as `on_progress(task env steps)`). With `validation`
     (paying from the same budget), the greedy policy is checked every `validation.every`
     task env steps and at the end (until the budget is spent where no comparison follows),
     and the best policy is kept; the end's checks are reserved for as the longest episode
@@ -166,7 +168,7 @@ def train_task_sac(
     returns: list[float] = []
     callbacks.on_start({"step": budget.used, "total_steps": budget.limit})
     obs, _ = env.reset(seed=episode_seed(seed, 0))
-    episode_return, episode_length, updates, step = 0.0, 0, 0, 0
+    episode_return, episode_length, updates, step, owed = 0.0, 0, 0, 0, 0.0
     while budget.available >= 1:
         step += 1
         budget.spend(1)
@@ -182,20 +184,19 @@ def train_task_sac(
         episode_return += float(reward)
         episode_length += 1
         if step > warm_up:
-            batch = buffer.sample(settings.batch_size, sampler)
-            losses = sac.losses(
-                batch.obs, batch.action, batch.reward, batch.next_obs, batch.terminated
-            )
+            owed += settings.updates_per_step
+        while owed >= 1:
+            owed -= 1
             hold_policy = agent.from_skill and updates < settings.learning_starts
-            loss = losses.critic if hold_policy else losses.critic + losses.actor + losses.alpha
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            sac.soft_update()
+            _update(sac, optimizer, buffer.sample(settings.batch_size, sampler), hold_policy)
             updates += 1
         if terminated or truncated:
             returns.append(episode_return)
-            report = {"return": episode_return, "episode_length": episode_length}
+            report = {
+                "return": episode_return,
+                "episode_length": episode_length,
+                "gradient_steps": updates,
+            }
             callbacks.on_step(budget.used, report)
             if validation is not None:
                 validation.reserve_for_the_end(episode_length)
@@ -211,6 +212,16 @@ def train_task_sac(
             sac.policy.load_state_dict(validation.best_state)
     callbacks.on_end(returns)
     return returns
+
+
+def _update(sac: SAC, optimizer: torch.optim.Optimizer, batch, hold_policy: bool) -> None:
+    """One gradient step; the critics' alone while the policy is held still."""
+    losses = sac.losses(batch.obs, batch.action, batch.reward, batch.next_obs, batch.terminated)
+    loss = losses.critic if hold_policy else losses.critic + losses.actor + losses.alpha
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    sac.soft_update()
 
 
 def _check(agent: TaskAgent, validation: Validation, callbacks, until_spent: bool = False) -> None:
