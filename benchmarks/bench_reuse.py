@@ -12,7 +12,10 @@ HalfCheetahWithPosition-v5 for the METRA library):
   random-skills and SAC from scratch), and
 - `skillforge finetune` (SAC starting from the best skill, with SAC from scratch's
   settings: batch 256, random actions for the first tenth of the budget, at most 10,000),
-so that the two SAC runs of a seed, an hour or more each, run side by side.
+so that the two SAC runs of a seed, an hour or more each, run side by side. On
+`ant-navigation` (2,000,000 task env steps) both SAC runs take one gradient step every fourth
+env step (SAC's own rate would be about 10 hours per seed on one core): a weaker SAC, and
+`reuse.json` says so (`sac_updates_per_step`).
 
 Every method has the same task experience: every env step it takes on the task's reward
 (skill selection, validation, training) is paid from the same `env_steps` budget, and its
@@ -89,6 +92,8 @@ class Task:
     eval_episodes: int = 5
     checks: int = 4
     """Validations of the greedy policy over the budget (and one at the end)."""
+    sac_updates_per_step: float = 1.0
+    """Gradient steps per task env step of SAC from scratch and of fine-tuning."""
 
 
 HOPPER = Library("hopper", "Hopper-v5", 10, 60_000)
@@ -133,6 +138,7 @@ TASKS = {
             validation_episodes=4,
             eval_episodes=10,
             checks=20,
+            sac_updates_per_step=0.25,  # one per step is ~10 h per seed on one core
         ),
         Task(
             "halfcheetah-hurdle",
@@ -211,6 +217,7 @@ def run_job(job: tuple[str, str, int, str, int | None]) -> None:
             validation_episodes=task.validation_episodes,
             eval_episodes=task.eval_episodes,
             validate_every=task.env_steps // task.checks,
+            sac_updates_per_step=task.sac_updates_per_step,
         )
         final = train_hierarchical(task.library.name, config, store).final_returns
     else:
@@ -226,6 +233,7 @@ def run_job(job: tuple[str, str, int, str, int | None]) -> None:
             validation_episodes=task.validation_episodes,
             eval_episodes=task.eval_episodes,
             validate_every=task.env_steps // task.checks,
+            updates_per_step=task.sac_updates_per_step,
         )
         final = finetune(task.library.name, config, store).final_returns
         final = {"finetune": final["finetune"]}
@@ -252,7 +260,8 @@ def recorded_runs(store: str) -> list[dict]:
             finals = {m: v for m, v in finals.items() if m in COMMAND_METHODS[command]}
             params = run.data.params
             key = (params["task"], params["library"], command, params["seed"])
-            key += (params["total_steps"], params.get("skill_steps"))
+            rate = float(params.get("sac_updates_per_step", params.get("updates_per_step", 1)))
+            key += (params["total_steps"], params.get("skill_steps"), rate)
             if command == "hierarchical" and params.get("learner") != LEARNER:
                 continue
             if run.info.status != "FINISHED" or set(finals) != set(COMMAND_METHODS[command]):
@@ -269,6 +278,7 @@ def recorded_runs(store: str) -> list[dict]:
                 "command": command,
                 "seed": int(params["seed"]),
                 "env_steps": int(params["total_steps"]),
+                "sac_updates_per_step": rate,
                 "returns": finals,
                 "task_env_steps": {m: spent[m] for m in finals if m in spent},
                 "curves": {
@@ -296,7 +306,7 @@ def metrics_under(run, prefix: str) -> dict[str, float]:
 def run_key(record: dict) -> tuple:
     """What makes two records the same run (a rerun supersedes the earlier one)."""
     keys = ("task", "library", "command", "seed", "env_steps", "skill_steps")
-    return tuple(record.get(key) for key in keys)
+    return (*(record.get(key) for key in keys), record.get("sac_updates_per_step", 1.0))
 
 
 def current_runs(store: str, earlier: list[dict]) -> list[dict]:
@@ -323,6 +333,7 @@ def current_runs(store: str, earlier: list[dict]) -> list[dict]:
         and record["env_steps"] == TASKS[record["task"]].env_steps
         and record.get("skill_steps", TASKS[record["task"]].skill_steps)
         == TASKS[record["task"]].skill_steps
+        and record.get("sac_updates_per_step", 1.0) == TASKS[record["task"]].sac_updates_per_step
     ]
 
 
@@ -362,6 +373,7 @@ def summarise(done: list[dict], seeds: list[int], tasks: list[str]) -> dict:
                 "pretrain_steps": task.library.steps,
                 "skill_steps": task.skill_steps,
                 "eval_episodes": task.eval_episodes,
+                "sac_updates_per_step": task.sac_updates_per_step,
                 "library_config": {
                     "env": task.library.env,
                     "skills": task.library.skills,
