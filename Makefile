@@ -35,7 +35,7 @@ server: install system-deps
 	$(BIN)/skillforge server
 
 lint: install
-	$(BIN)/ruff check skillforge cli tests benchmarks
+	$(BIN)/ruff check skillforge cli tests benchmarks docs/hooks.py
 
 test: install system-deps lint
 	$(BIN)/pytest -q -n 2 --dist loadgroup

@@ -59,7 +59,8 @@ def _fail(message: str, code: int) -> None:
 
 app = Typer(
     cls=_OneLineErrors,
-    help="Learn reusable skills without a reward (DIAYN), track them in MLflow, export them.",
+    help="Learn reusable skills without a reward (DIAYN, METRA), track them in MLflow, export "
+    "them, reuse them on tasks.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -150,11 +150,11 @@ def train_task_sac(
 ) -> list[float]:
     """Train `agent` on `env` until `budget` has no step available; returns the training
     episodes' returns (each also reported as `on_step(task env steps, {"return",
-    "episode_length", "gradient_steps"})`; every step as `on_progress(task env steps)`). With `validation`
-    (paying from the same budget), the greedy policy is checked every `validation.every`
-    task env steps and at the end (until the budget is spent where no comparison follows),
-    and the best policy is kept; the end's checks are reserved for as the longest episode
-    seen grows."""
+    "episode_length", "gradient_steps"})`; every step as `on_progress(task env steps)`).
+    With `validation` (paying from the same budget), the greedy policy is checked every
+    `validation.every` task env steps and at the end (until the budget is spent where no
+    comparison follows), and the best policy is kept; the end's checks are reserved for as
+    the longest episode seen grows."""
     callbacks = CallbackList(callbacks)
     torch.manual_seed(seed)
     sampler = torch.Generator().manual_seed(seed)
