@@ -25,6 +25,8 @@ def test_the_shipped_libraries_are_there():
         "mountaincar-ref.pt",
         "metra-halfcheetah.pt",
         "metra-ant.pt",
+        "diayn-x-halfcheetah.pt",
+        "diayn-xy-ant.pt",
     } <= names
 
 
