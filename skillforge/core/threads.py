@@ -97,12 +97,16 @@ class OtherJobs:
         own = time.process_time() - self.own_since
         return max(0.0, (busy - self.busy_since - own) / elapsed)
 
+    def free_cores_sampled(self, sleep: Callable[[float], None] = time.sleep) -> int:
+        """The cores other jobs leave free, measured from now over `SAMPLE_SECONDS`."""
+        self.restart()
+        sleep(SAMPLE_SECONDS)
+        return free_cores(self.cores())
+
 
 def free_cores_now() -> int:
     """The cores other jobs leave free, measured over the next `SAMPLE_SECONDS`."""
-    others = OtherJobs()
-    time.sleep(SAMPLE_SECONDS)
-    return free_cores(others.cores())
+    return OtherJobs().free_cores_sampled()
 
 
 class FreeCoreThreads:
@@ -132,9 +136,7 @@ class FreeCoreThreads:
         self.others.restart()
 
     def on_start(self, info: dict) -> None:
-        self.others.restart()
-        self.sleep(SAMPLE_SECONDS)
-        self._use(free_cores(self.others.cores()))
+        self._use(self.others.free_cores_sampled(self.sleep))
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
         if self.others.clock() - self.others.since >= self.every:
