@@ -31,7 +31,8 @@ def pretrain(
         str | None,
         typer.Argument(
             help="Alias (hopper, halfcheetah, walker2d, ant, humanoid, bipedalwalker, "
-            "mountaincar, pendulum, lunarlander) or a gymnasium id with continuous actions.",
+            "mountaincar, pendulum, lunarlander, halfcheetah-hurdles: HalfCheetah among the "
+            "hurdle task's hurdles) or a gymnasium id with continuous actions.",
             show_default=False,
         ),
     ] = None,

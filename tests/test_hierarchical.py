@@ -17,13 +17,14 @@ from skillforge.app.library import promote_library
 from skillforge.core.config import NO_EVALUATION
 from skillforge.core.downstream_config import HierarchicalConfig
 from skillforge.core.errors import ConfigError, EnvError
+from skillforge.core.hurdles import HURDLE_HEIGHT, HURDLE_SPACING
 from skillforge.reuse import baselines
 from skillforge.reuse.budget import TaskBudget
 from skillforge.reuse.meta_controller import reward_scale_for, train_meta_controller
 from skillforge.reuse.meta_selection import Validation
 from skillforge.reuse.skill_actions import SkillActionEnvs, SkillActionWrapper, run_skill_policy
 from skillforge.reuse.task_sac import TaskSACSettings, greedy_play, scratch_agent, train_task_sac
-from skillforge.reuse.tasks import HURDLE_HEIGHT, HURDLE_SPACING, WAYPOINTS, make_task
+from skillforge.reuse.tasks import WAYPOINTS, make_task
 from skillforge.skills.sources import LibrarySkills, OnnxSkills, RegistrySkills
 
 

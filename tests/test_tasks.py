@@ -7,21 +7,17 @@ import pytest
 
 from skillforge.core.envs import make_env
 from skillforge.core.errors import EnvError
+from skillforge.core.hurdles import NO_HURDLE_AHEAD, distance_to_next_hurdle
 from skillforge.core.position_envs import with_position
-from skillforge.reuse.tasks import (
-    NO_HURDLE_AHEAD,
-    TASKS,
-    distance_to_next_hurdle,
-    make_task,
-    task_env_id,
-    task_envs,
-)
+from skillforge.reuse.tasks import GROUNDS, TASKS, make_task, task_env_id, task_envs
 
 
 @pytest.mark.parametrize("task", TASKS)
 def test_a_named_task_is_built_on_its_env_or_its_position_variant(task):
     base, _, gym_id = TASKS[task]
-    assert task_envs(task) == (base, with_position(base)) and task_env_id(task) == base
+    grounds = [base, *filter(None, [GROUNDS.get(task)])]
+    assert task_envs(task) == tuple(e for g in grounds for e in (g, with_position(g)))
+    assert task_env_id(task) == base
     for env_id in task_envs(task):
         env, plain = make_task(task, env_id), make_env(env_id)
         obs, _ = env.reset(seed=3)
@@ -78,7 +74,9 @@ def test_the_hurdle_distance_is_to_the_next_hurdle_ahead(x, distance):
     assert distance_to_next_hurdle(x) == pytest.approx(distance)
 
 
-@pytest.mark.parametrize("env_id", ["HalfCheetah-v5", "HalfCheetahWithPosition-v5"])
+@pytest.mark.parametrize(
+    "env_id", ["HalfCheetah-v5", "HalfCheetahWithPosition-v5", "HalfCheetahHurdlesWithPosition-v5"]
+)
 def test_the_hurdle_task_observes_the_true_distance_behind_the_start_and_past_the_end(env_id):
     env = make_task("halfcheetah-hurdle", env_id)
     obs, _ = env.reset(seed=0)
@@ -92,3 +90,40 @@ def test_the_hurdle_task_observes_the_true_distance_behind_the_start_and_past_th
         assert obs[-1] == pytest.approx(distance_to_next_hurdle(env.x()))
         assert obs[-1] == pytest.approx(expected, abs=0.05)  # one step moves it millimetres
     assert np.isfinite(obs).all()
+
+
+def test_the_hurdle_course_is_an_env_a_library_is_pretrained_on_and_its_task_built_on(store):
+    """`halfcheetah-hurdles` is HalfCheetah on the hurdle task's ground: a METRA library learns
+    on it (its position observed), the course's travel is measured, and `hierarchical
+    halfcheetah-hurdle` builds the task on the library's env."""
+    from mlflow.tracking import MlflowClient
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from skillforge.app.load import load_library
+
+    course = make_env("halfcheetah-hurdles")
+    model = course.unwrapped.model
+    names = [model.geom(i).name for i in range(model.ngeom)]
+    assert sum(name.startswith("hurdle") for name in names) == 40
+    assert course.observation_space.shape == (17,)
+    runner = CliRunner()
+    pretrain = "pretrain halfcheetah-hurdles --objective metra --skills 2 --steps 800 --envs 2"
+    pretrain += " --learning-starts 200 --hidden 16 --batch-size 32 --updates-per-step 0.25"
+    pretrain += " --eval-episodes 1 --no-video --name course --threads 1"
+    result = runner.invoke(app, [*pretrain.split(), "--tracking-uri", store])
+    assert result.exit_code == 0, result.output
+    library = load_library("course", store)
+    assert library.spec.env_id == "HalfCheetahHurdlesWithPosition-v5"
+    assert library.spec.obs_dim == 18  # x first
+    client = MlflowClient(store)
+    metrics = client.get_run(library.run_id).data.metrics
+    assert metrics["eval/coverage_bins"] >= 1  # one-metre bins of x, as on flat ground
+    assert client.get_run(library.run_id).data.tags["skillforge.coverage"].startswith("torso x")
+    options = "--steps 1000 --skill-steps 50 --envs 2 --eval-episodes 1 --validation-episodes 0"
+    command = f"hierarchical halfcheetah-hurdle --library course {options} --threads 1"
+    result = runner.invoke(app, [*command.split(), "--tracking-uri", store])
+    assert result.exit_code == 0, result.output
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    (run,) = client.search_runs(experiments, "tags.`skillforge.kind` = 'meta'")
+    assert run.data.params["task_env_id"] == "HalfCheetahHurdlesWithPosition-v5"

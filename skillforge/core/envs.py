@@ -9,12 +9,13 @@ import sys
 import gymnasium as gym
 import numpy as np
 
-from skillforge.core import position_envs
+from skillforge.core import hurdles, position_envs
 from skillforge.core.errors import EnvError
 
 ALIASES: dict[str, str] = {
     "hopper": "Hopper-v5",
     "halfcheetah": "HalfCheetah-v5",
+    "halfcheetah-hurdles": hurdles.ENV_ID,
     "walker2d": "Walker2d-v5",
     "ant": "Ant-v5",
     "humanoid": "Humanoid-v5",
@@ -23,6 +24,7 @@ ALIASES: dict[str, str] = {
     "pendulum": "Pendulum-v1",
     "lunarlander": "LunarLanderContinuous-v3",
 }
+hurdles.register()
 position_envs.register()
 
 
@@ -64,7 +66,8 @@ in the working folder, every time the model is compiled."""
 def _known_mujoco_warnings_dropped(env_id: str):
     """While a MuJoCo env is made, MuJoCo's warning handler drops `KNOWN_MUJOCO_WARNINGS` and
     shows any other warning as MuJoCo would; the previous handler is put back afterwards."""
-    if "mujoco" not in str(gym.spec(env_id).entry_point):
+    entry_point = str(gym.spec(env_id).entry_point)
+    if "mujoco" not in entry_point and not entry_point.startswith(hurdles.__name__):
         yield
         return
     import mujoco

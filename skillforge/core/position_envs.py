@@ -13,14 +13,15 @@ downstream tasks and the registered models all build the same env.
 from __future__ import annotations
 
 SUFFIX = "WithPosition"
-FAMILIES = ("Hopper", "HalfCheetah", "Walker2d", "Ant", "Humanoid", "Swimmer")
+FAMILIES = ("Hopper", "HalfCheetah", "HalfCheetahHurdles", "Walker2d", "Ant", "Humanoid", "Swimmer")
 OPTIONS = {"exclude_current_positions_from_observation": False}
 FAMILY_OPTIONS = {"Ant": {"include_cfrc_ext_in_observation": False}}
 VERSION = "v5"
 
 
 def register() -> None:
-    """Register every `<Name>WithPosition-v5` id with gymnasium (once; `core.envs` does)."""
+    """Register every `<Name>WithPosition-v5` id with gymnasium (once; `core.envs` does,
+    after `HalfCheetahHurdles-v5`)."""
     import gymnasium as gym
 
     for family in FAMILIES:

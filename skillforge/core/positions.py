@@ -52,6 +52,7 @@ _XY = _qpos(2)
 POSITIONS: dict[str, PositionProbe] = {
     "Hopper": PositionProbe("torso x (m)", 1.0, _X),
     "HalfCheetah": PositionProbe("torso x (m)", 1.0, _X),
+    "HalfCheetahHurdles": PositionProbe("torso x (m)", 1.0, _X),
     "Walker2d": PositionProbe("torso x (m)", 1.0, _X),
     "Ant": PositionProbe("torso x-y (m)", 1.0, _XY, dims=2),
     "Humanoid": PositionProbe("torso x-y (m)", 1.0, _XY, dims=2),

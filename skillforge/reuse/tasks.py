@@ -8,8 +8,10 @@ append task information (waypoints, hurdles) for the meta-controller.
   within 0.5 m of the next waypoint (maximum 5, then the episode ends). Extra observation:
   centre-of-mass x-y, offset to the next waypoint, waypoints reached.
 - `halfcheetah-hurdle`: on HalfCheetah-v5 with boxes 0.25 m high every 3 m from x = 3 m
-  (40 of them); reward is forward progress, dx/dt of the torso. Extra observation: the
-  distance from the torso to the next hurdle ahead (`distance_to_next_hurdle`).
+  (40 of them: `skillforge.core.hurdles`); reward is forward progress, dx/dt of the torso.
+  Extra observation: the distance from the torso to the next hurdle ahead
+  (`distance_to_next_hurdle`). Also built on the course as an env of its own
+  (`HalfCheetahHurdles-v5`, or its WithPosition variant), where a library may be pretrained.
 - `halfcheetah-goal`: on HalfCheetah-v5, reach x = +10 m or x = -10 m, the side drawn per
   episode; reward +1 once, when the torso gets there (the episode then ends), else 0 for
   the 1,000 steps. Sparse and long: random torques move the cheetah 10 m in under one
@@ -28,35 +30,18 @@ HalfCheetahGoal-v0")` after `import skillforge.reuse.tasks`), so other libraries
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
-import tempfile
-from pathlib import Path
-
 import gymnasium as gym
 import numpy as np
 
 from skillforge.core.envs import make_env, resolve_env_id
 from skillforge.core.errors import EnvError
+from skillforge.core.hurdles import ENV_ID as HURDLE_COURSE
+from skillforge.core.hurdles import distance_to_next_hurdle, hurdle_model_file
 from skillforge.core.position_envs import with_position
 
 WAYPOINTS = np.array([(2.0, 2.0), (2.0, -2.0), (-2.0, -2.0), (-2.0, 2.0), (2.0, 2.0)])
 WAYPOINT_RADIUS = 0.5
-HURDLE_SPACING, HURDLE_HEIGHT, HURDLE_COUNT = 3.0, 0.25, 40
-HURDLES = HURDLE_SPACING * np.arange(1, HURDLE_COUNT + 1)
-"""The hurdles' x (their centres): 3 m, 6 m, ..., 120 m."""
-NO_HURDLE_AHEAD = 10.0
-"""The hurdle task's distance observation once the torso is past the last hurdle: farther
-than a next hurdle ever is within the course (3 m), so it reads "nothing within reach"."""
 GOAL_DISTANCE = 10.0
-
-
-def distance_to_next_hurdle(x: float) -> float:
-    """Metres from torso x to the first hurdle whose centre is ahead of it (`3 - x` before the
-    first, whatever x < 3), or `NO_HURDLE_AHEAD` past the last one."""
-    ahead = HURDLES[x < HURDLES]
-    return float(ahead[0] - x) if ahead.size else NO_HURDLE_AHEAD
 
 
 def _extended_space(space: gym.spaces.Box, extra: int) -> gym.spaces.Box:
@@ -162,35 +147,6 @@ class HalfCheetahGoal(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return self._observe(obs), float(reached), terminated or reached, truncated, info
 
 
-def hurdle_xml() -> str:
-    """HalfCheetah's model (MJCF text) with hurdles added to the world."""
-    import gymnasium.envs.mujoco as mujoco_envs
-
-    source = os.path.join(os.path.dirname(mujoco_envs.__file__), "assets", "half_cheetah.xml")
-    with open(source) as handle:
-        xml = handle.read()
-    half = HURDLE_HEIGHT / 2
-    hurdles = "".join(
-        f'<geom name="hurdle{i}" type="box" pos="{HURDLE_SPACING * (i + 1)} 0 {half}" '
-        f'size="0.05 1 {half}" contype="1" conaffinity="1" rgba="0.9 0.3 0.3 1"/>'
-        for i in range(HURDLE_COUNT)
-    )
-    return re.sub(r"(<worldbody>)", r"\1" + hurdles, xml, count=1)
-
-
-def hurdle_model_file() -> Path:
-    """The hurdle model as a file MuJoCo can load, written once per content (its name holds
-    a hash) and never deleted: an env made from it can be made again from its spec."""
-    xml = hurdle_xml()
-    digest = hashlib.sha256(xml.encode()).hexdigest()[:16]
-    path = Path(tempfile.gettempdir()) / f"skillforge-half-cheetah-hurdles-{digest}.xml"
-    if not path.is_file():
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
-            f.write(xml)
-        os.replace(f.name, path)  # atomic: a concurrent maker sees the whole file or none
-    return path
-
-
 def ant_navigation(
     render_mode: str | None = None, env_id: str = "Ant-v5", **kwargs
 ) -> AntNavigation:
@@ -203,8 +159,8 @@ def ant_navigation(
 def halfcheetah_hurdle(
     render_mode: str | None = None, env_id: str = "HalfCheetah-v5", **kwargs
 ) -> HalfCheetahHurdle:
-    """The halfcheetah-hurdle task on `env_id` (HalfCheetah-v5 or its WithPosition variant);
-    `render_mode` and `kwargs` go to that env."""
+    """The halfcheetah-hurdle task on `env_id` (HalfCheetah-v5, HalfCheetahHurdles-v5 or their
+    WithPosition variants); `render_mode` and `kwargs` go to that env."""
     env_id = task_env_id("halfcheetah-hurdle", env_id)
     xml_file = str(hurdle_model_file())
     return HalfCheetahHurdle(make_env(env_id, render_mode, xml_file=xml_file, **kwargs))
@@ -230,15 +186,18 @@ TASKS = {  # name: (the env it is built on by default, maker, gymnasium id)
 for _, maker, gym_id in TASKS.values():
     if gym_id not in gym.registry:
         gym.register(gym_id, entry_point=maker, disable_env_checker=True)
+GROUNDS = {"halfcheetah-hurdle": HURDLE_COURSE}
+"""Tasks whose ground is an env of its own, where a library may be pretrained."""
 
 
 def task_envs(task: str) -> tuple[str, ...]:
     """The envs `task` can be built on: a named task's env and its WithPosition variant
-    (`halfcheetah-goal`: HalfCheetah-v5, HalfCheetahWithPosition-v5); any other task is its
-    own env (an id or alias). An unknown task raises EnvError."""
+    (`halfcheetah-goal`: HalfCheetah-v5, HalfCheetahWithPosition-v5), then its ground's if it
+    has one (`GROUNDS`); any other task is its own env (an id or alias). An unknown task
+    raises EnvError."""
     if task in TASKS:
-        base = TASKS[task][0]
-        return (base, with_position(base))
+        grounds = (TASKS[task][0], *filter(None, [GROUNDS.get(task)]))
+        return tuple(env for ground in grounds for env in (ground, with_position(ground)))
     try:
         return (resolve_env_id(task),)
     except EnvError:
