@@ -179,6 +179,7 @@ def plot(summary: dict, runs: list[dict], path: Path) -> None:
             ax.fill_between(grid, low, high, color=color, alpha=0.2)
         ax.set_title(f"{entry['task']}: validation curves")
         ax.set_xlabel("task env steps")
+        ax.xaxis.set_major_formatter(lambda value, _: f"{value / 1000:g}k")
         ax.set_ylabel("greedy return (validation episodes)")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)

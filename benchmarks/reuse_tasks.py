@@ -21,11 +21,14 @@ class Library:
     hidden: int = 128
     batch_size: int = 128
     learning_starts: int = 5_000
+    ground: str = ""
+    """Where it was pretrained if not on the env's own ground (`hurdles`)."""
 
     @property
     def label(self) -> str:
-        """The objective, with its prior: `metra`, `diayn`, `diayn+x`."""
-        return self.objective + ("" if self.features == "all" else f"+{self.features}")
+        """The objective, with its prior and ground: `metra`, `diayn+x`, `metra@hurdles`."""
+        prior = "" if self.features == "all" else f"+{self.features}"
+        return self.objective + prior + (f"@{self.ground}" if self.ground else "")
 
 
 @dataclass(frozen=True)
