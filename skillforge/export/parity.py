@@ -10,8 +10,12 @@ import numpy as np
 from skillforge.core.envs import make_env
 from skillforge.skills.library import SkillLibrary
 
-PARITY_TOLERANCE = 1e-5
-"""Largest accepted |exported action - PyTorch action|, in action units."""
+PARITY_TOLERANCE = 1e-4
+"""Largest accepted |exported action - PyTorch action|, in action units. Float32 rounding
+grows with the inputs: a METRA library pretrained on the hurdle course differed by 1.4e-6 on
+visited states and by 1.25e-5 on the random ones (x up to 57 m, velocities up to 23), where
+onnxruntime and PyTorch sum 256 products in different orders. An export defect shows as 1e-3
+or more (a shifted bias, a wrong weight)."""
 
 
 PARITY_REAL_OBSERVATIONS = 1024
