@@ -19,10 +19,8 @@ env step (SAC's own rate would be about 10 hours per seed on one core): a weaker
 
 `halfcheetah-goal` and `ant-navigation` also reuse the DIAYN library with a position prior
 of the same env (`bench_travel.py`'s, shipped): its meta-controller, skills and fine-tuning
-are named `<method>/diayn+x` (`+xy` on Ant) beside `<method>/metra`; `halfcheetah-hurdle`
-also reuses a METRA library pretrained among the hurdles (`<method>/metra@hurdles`, shipped).
-SAC from scratch, which uses no library, runs once. `--libraries` runs only the named
-libraries' jobs.
+are named `<method>/diayn+x` (`+xy` on Ant) beside `<method>/metra`; SAC from scratch,
+which uses no library, runs once. `--libraries` runs only the named libraries' jobs.
 
 Every method has the same task experience: every env step it takes on the task's reward
 (skill selection, validation, training) is paid from the same `env_steps` budget, and its

@@ -21,14 +21,11 @@ class Library:
     hidden: int = 128
     batch_size: int = 128
     learning_starts: int = 5_000
-    ground: str = ""
-    """Where it was pretrained if not on the env's own ground (`hurdles`)."""
 
     @property
     def label(self) -> str:
-        """The objective, with its prior and ground: `metra`, `diayn+x`, `metra@hurdles`."""
-        prior = "" if self.features == "all" else f"+{self.features}"
-        return self.objective + prior + (f"@{self.ground}" if self.ground else "")
+        """The objective, with its prior: `metra`, `diayn`, `diayn+x`."""
+        return self.objective + ("" if self.features == "all" else f"+{self.features}")
 
 
 @dataclass(frozen=True)
@@ -71,16 +68,6 @@ DIAYN_X_HALFCHEETAH = Library(  # shipped; bench_travel.py's DIAYN + prior, --mi
 DIAYN_XY_ANT = Library(  # shipped; bench_travel.py's DIAYN + prior, --minutes 90
     "diayn-xy-ant", "Ant-v5", 8, 275_966, "xy", hidden=300, **DEFAULTS
 )
-METRA_HURDLES = Library(  # made with --minutes 35 on the hurdle course, as METRA_HALFCHEETAH
-    "metra-halfcheetah-hurdles",
-    "HalfCheetahHurdles-v5",
-    16,
-    STEPS_TBD,
-    objective="metra",
-    hidden=256,
-    ground="hurdles",
-    **DEFAULTS,
-)
 MOUNTAINCAR_X = Library("mountaincar-x", "MountainCarContinuous-v0", 10, 60_000, features="x")
 TASKS = {
     task.name: task
@@ -114,7 +101,6 @@ TASKS = {
             validation_episodes=4,
             eval_episodes=10,
             checks=6,
-            also=(METRA_HURDLES,),
         ),
         Task("MountainCarContinuous-v0", MOUNTAINCAR_X, 30_000, 50),
     )
