@@ -140,16 +140,16 @@ def run_job(job: tuple[str, str, str, int, str, int | None]) -> None:
 
 
 def plot(summary: dict, runs: list[dict], path: Path) -> None:
-    """Two panels per task: each method's greedy return on the validation episodes against
-    task env steps (mean over seeds, the band from the lowest to the highest seed), and the
-    mean final return per method with a dot per seed."""
+    """Two panels per task run so far: each method's greedy return on the validation
+    episodes against task env steps (mean over seeds, the band from the lowest to the
+    highest seed), and the mean final return per method with a dot per seed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    tasks = summary["tasks"]
+    tasks = [entry for entry in summary["tasks"] if entry["returns"]] or summary["tasks"]
     fig, axes = plt.subplots(2, len(tasks), figsize=(4.5 * len(tasks), 7.2), squeeze=False)
     for ax, entry in zip(axes[0], tasks, strict=True):
         grid = np.linspace(0, entry["env_steps"], 60)
