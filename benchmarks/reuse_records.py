@@ -155,30 +155,32 @@ def summarise(done: list[dict], seeds: list[int], tasks: list[str]) -> dict:
     for name in tasks:
         task = TASKS[name]
         of_task = [r for r in done if r["task"] == name and r["seed"] in seeds]
+        scored = {  # column: (method, its records in seed order)
+            column: (
+                method,
+                [
+                    record
+                    for seed in seeds
+                    for record in of_task
+                    if record["seed"] == seed
+                    and record["library"] == library.name
+                    and method in record["returns"]
+                ],
+            )
+            for column, library, method in columns(task)
+        }
         for seed in seeds:
             steps = {
                 column: record["task_env_steps"][method]
-                for column, library, method in columns(task)
-                for record in of_task
+                for column, (method, found) in scored.items()
+                for record in found
                 if record["seed"] == seed
-                and record["library"] == library.name
-                and method in record["returns"]
             }
             check_equal_experience(steps, f"{name}, seed {seed}")
-        returns: dict[str, list[float]] = {}
-        spent: dict[str, list[float]] = {}
-        for column, library, method in columns(task):
-            found = [
-                record
-                for seed in seeds
-                for record in of_task
-                if record["seed"] == seed
-                and record["library"] == library.name
-                and method in record["returns"]
-            ]
-            if found:
-                returns[column] = [record["returns"][method] for record in found]
-                spent[column] = [record["task_env_steps"][method] for record in found]
+        returns = {c: [r["returns"][m] for r in found] for c, (m, found) in scored.items() if found}
+        spent = {
+            c: [r["task_env_steps"][m] for r in found] for c, (m, found) in scored.items() if found
+        }
         built_on = {r.get("task_env_id") for r in of_task} - {"", None}
         entries.append(
             {

@@ -15,7 +15,7 @@ from skillforge.reuse.tasks import GROUNDS, TASKS, make_task, task_env_id, task_
 @pytest.mark.parametrize("task", TASKS)
 def test_a_named_task_is_built_on_its_env_or_its_position_variant(task):
     base, _, gym_id = TASKS[task]
-    grounds = [base, *filter(None, [GROUNDS.get(task)])]
+    grounds = [base, *GROUNDS.get(task, ())]
     assert task_envs(task) == tuple(e for g in grounds for e in (g, with_position(g)))
     assert task_env_id(task) == base
     for env_id in task_envs(task):

@@ -135,12 +135,10 @@ def _train_hierarchical(
             random_choice = baselines.random_choice(lanes.n_skills)
             final["random-skills"] = _evaluate(run, "random-skills", lanes, random_choice, config)
         if "sac" in config.baselines:
-            # the library's width; random actions for a tenth of the budget, at most 10,000
-            warm_up = min(TaskSACSettings.learning_starts, steps // 10)
+            # the library's width; random actions for a tenth of the budget, at most
+            # learning_starts (train_task_sac caps the warm-up)
             settings = TaskSACSettings(
-                hidden=run.library.spec.hidden,
-                learning_starts=warm_up,
-                updates_per_step=config.sac_updates_per_step,
+                hidden=run.library.spec.hidden, updates_per_step=config.sac_updates_per_step
             )
             final["sac"] = sac_baseline(
                 run,

@@ -186,7 +186,7 @@ TASKS = {  # name: (the env it is built on by default, maker, gymnasium id)
 for _, maker, gym_id in TASKS.values():
     if gym_id not in gym.registry:
         gym.register(gym_id, entry_point=maker, disable_env_checker=True)
-GROUNDS = {"halfcheetah-hurdle": HURDLE_COURSE}
+GROUNDS = {"halfcheetah-hurdle": (HURDLE_COURSE,)}
 """Tasks whose ground is an env of its own, where a library may be pretrained."""
 
 
@@ -196,7 +196,7 @@ def task_envs(task: str) -> tuple[str, ...]:
     has one (`GROUNDS`); any other task is its own env (an id or alias). An unknown task
     raises EnvError."""
     if task in TASKS:
-        grounds = (TASKS[task][0], *filter(None, [GROUNDS.get(task)]))
+        grounds = (TASKS[task][0], *GROUNDS.get(task, ()))
         return tuple(env for ground in grounds for env in (ground, with_position(ground)))
     try:
         return (resolve_env_id(task),)
