@@ -177,10 +177,10 @@ def plot(summary: dict, runs: list[dict], path: Path) -> None:
                 low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
             ax.plot(grid, mean, color=color, label=column)
             ax.fill_between(grid, low, high, color=color, alpha=0.2)
-        ax.set_title(f"{entry['task']}: validation curves")
+        ax.set_title(entry["task"])
         ax.set_xlabel("task env steps")
         ax.xaxis.set_major_formatter(lambda value, _: f"{value / 1000:g}k")
-        ax.set_ylabel("greedy return (validation episodes)")
+        ax.set_ylabel("greedy return on validation episodes")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     for ax, entry in zip(axes[1], tasks, strict=True):
