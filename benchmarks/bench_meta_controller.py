@@ -27,6 +27,8 @@ import argparse
 import json
 import multiprocessing
 import os
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -117,6 +119,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--json", default=str(RESULTS))
     args = parser.parse_args()
+    # a kill ends the benchmark through the pool's exit, which stops its runs with it
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     folder = Path(args.store).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     os.chdir(folder)  # checkpoints and mlruns of the store live next to it

@@ -42,6 +42,8 @@ import argparse
 import json
 import multiprocessing
 import os
+import signal
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -229,6 +231,8 @@ def main() -> None:
         "--libraries", help="only these of the tasks' libraries (comma-separated names)"
     )
     args = parser.parse_args()
+    # a kill ends the benchmark through the pool's exit, which stops its runs with it
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     libraries = None if args.libraries is None else set(args.libraries.split(","))
     seeds = [int(seed) for seed in args.seeds.split(",")]
     tasks = [name.strip() for name in args.tasks.split(",")]
