@@ -6,14 +6,15 @@
 For a library trained at the reference's budget (`skillforge pretrain ENV --episodes N`), it
 writes to `docs/reproduction/<env>/`:
 - `running_log_q.png`: the running log q(z|s) against episodes, smoothed as DIAYN-PyTorch
-  plots it (`skillforge.app.library.running_log_q`), over the reference's end value;
+  plots it (`skillforge.app.library.running_log_q`), over the reference's end value (and
+  a line at the reference's episodes when the library trained past them);
 - for three skills (the best, the worst and the median by held-out return, unless
   `--skills` names them), `skill_NN.gif` (the run's own video of it) and
   `skill_NN_returns.png` (its return over `--episodes` held-out episodes), as the
   reference's README shows three skills;
 and records the figures in `benchmarks/results/reproduction.json` (one entry per env:
-episodes, env steps, wall time, the final running log q beside the reference's, the
-held-out measures and the best skill's return).
+episodes, env steps, wall time, the final running log q and its value after the reference's
+episodes beside the reference's, the held-out measures and the best skill's return).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ def plot_curve(points, reference: dict, env_id: str, path: Path) -> None:
         label=f"DIAYN-PyTorch at its end ({reference['running_log_q']}, {reference['shape']})",
     )
     axis.axhline(reference["running_log_q"], color="r", ls=":", lw=1)
+    if episodes[-1] > reference["episodes"]:  # a run past the reference's budget
+        axis.axvline(reference["episodes"], color="r", ls=":", lw=1)
     axis.set_xlabel("episode")
     axis.set_ylabel("running log q(z|s)")
     axis.set_title(env_id)
@@ -87,6 +90,12 @@ def plot_returns(returns: np.ndarray, skill: int, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def value_at(points: list[tuple[int, float]], episodes: int) -> float | None:
+    """The running log q after `episodes` episodes: the last point at or before them."""
+    before = [value for episode, value in points if episode <= episodes]
+    return round(before[-1], 3) if before else None
 
 
 def training_rate(client, run_id: str) -> float:
@@ -151,6 +160,7 @@ def main() -> None:
         "wall_minutes": round((run.info.end_time - run.info.start_time) / 60000, 1),
         "steps_per_second": round(training_rate(client, info.run_id), 1),
         "running_log_q": round(points[-1][1], 3) if points else None,
+        "running_log_q_at_reference_episodes": value_at(points, reference["episodes"]),
         "reference": reference,
         "held_out_at_training_end": {
             k: metrics[f"eval/{k}"] for k in HELD_OUT if f"eval/{k}" in metrics
