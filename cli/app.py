@@ -102,14 +102,11 @@ TrackingUri = Annotated[
         show_default=False,
     ),
 ]
-Threads = Annotated[
-    int,
-    typer.Option(
-        help="torch and onnxruntime threads (0: the cores other jobs leave free, decided "
-        "again every 30 s while training; one for networks too small to gain from more).",
-        show_default=True,
-    ),
-]
+THREADS_HELP = (
+    "torch and onnxruntime threads (0: the cores other jobs leave free, decided again every "
+    "30 s while training; one for networks too small to gain from more)."
+)
+Threads = Annotated[int, typer.Option(help=THREADS_HELP, show_default=True)]
 Experiment = Annotated[str, typer.Option("--experiment", help="MLflow experiment.")]
 LIBRARY_FORMS = "Library name, run id or models:/<library>@<alias> (or models:/<library>/<version>)"
 """How a library is named wherever one is: a `models:/` URI names the library whose model it is."""

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import Experiment, Threads, TrackingUri, app, defaults, given_or_absent
+from cli.app import THREADS_HELP, Experiment, TrackingUri, app, defaults, given_or_absent
 from skillforge.core.config import (
     DEFAULT_STORE_TIMEOUT,
     OBJECTIVE_DEFAULTS,
@@ -144,7 +144,14 @@ def pretrain(
         ),
     ] = None,
     tracking_uri: TrackingUri = None,
-    threads: Threads = PRETRAIN.threads,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help=f"{THREADS_HELP} Default {PRETRAIN.threads}; with --resume: the run's own "
+            "unless given (threads belong to the machine, not the library).",
+            show_default=False,
+        ),
+    ] = None,
     store_timeout: Annotated[
         float,
         typer.Option(
@@ -233,7 +240,7 @@ def pretrain(
             learning_starts=learning_starts,
             device=device,
             checkpoint_every=checkpoint_every,
-            threads=threads,
+            threads=PRETRAIN.threads if threads is None else threads,
             name=name or "",
             discriminator_features=discriminator_features,
         )
@@ -272,6 +279,7 @@ def pretrain(
                     evaluation=evaluation,
                     store_timeout=store_timeout,
                     total_episodes=episodes,
+                    threads=threads,
                 )
     except TrainingInterrupted as stop:
         typer.echo(

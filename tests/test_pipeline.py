@@ -3,6 +3,7 @@
 import mlflow
 import numpy as np
 import pytest
+import torch
 from helpers import assert_one_line_error, tiny_config
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -166,6 +167,17 @@ def test_resume_extends_a_finished_library_in_the_same_run(finished, store):
         assert_one_line_error(
             runner.invoke(app, ["library", *args, "--tracking-uri", store]), fragment
         )
+
+
+def test_resume_trains_on_the_threads_it_is_given_not_the_run_s(finished, store):
+    previous = torch.get_num_threads()
+    try:
+        pipeline.resume("pend-a", store, total_steps=400, threads=2)  # the run had 1
+        assert torch.get_num_threads() == 2
+        pipeline.resume("pend-a", store, total_steps=500)  # not given: the run's own, now 2
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
 
 
 def test_commands_open_the_store_once(finished, store, monkeypatch):

@@ -140,6 +140,7 @@ def resume(
     total_episodes: int | None = None,
     expected_env: str | None = None,
     store_timeout: float = DEFAULT_STORE_TIMEOUT,
+    threads: int | None = None,
 ) -> PretrainResult:
     """Continue a library's run from its last checkpoint (`reference`: name, run id, latest).
 
@@ -148,7 +149,8 @@ def resume(
     registration did not (a kill, an unreachable store) is completed. `total_steps` larger
     than the steps done extends a library (and lifts its episode budget); `total_episodes`
     sets a new episode budget. It is evaluated as its run recorded, with the
-    `evaluation` overrides given (complete options replace them). `expected_env`, when
+    `evaluation` overrides given (complete options replace them). `threads`, when given,
+    replaces the run's: they are the machine's, not the library's. `expected_env`, when
     given, must name the library's environment (a guard for the CLI).
     """
     check_store_timeout(store_timeout)
@@ -175,6 +177,8 @@ def resume(
     if total_episodes is not None:
         steps = total_steps or steps_for_episodes(config.env_id, total_episodes)
         config = config.replace(total_steps=steps, total_episodes=total_episodes)
+    if threads is not None:
+        config = config.replace(threads=threads)
     step = int(state["step"]) if state is not None else 0
     if state is not None and state.get("kind") == LIBRARY_FILE and step < config.total_steps:
         raise ConfigError(
