@@ -38,17 +38,23 @@ def start_server(folder: Path, port: int, log: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     with log.open("a") as output:
         server = subprocess.Popen(command, env=env, stdout=output, stderr=output)
+    # Ready once the command says so: the server answering /health alone races the command's
+    # own check, and a Ctrl-C sent in between stops it before it has printed its address.
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         assert server.poll() is None, log.read_text()[-2000:]
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
-                return server
-        except requests.RequestException:
-            pass
+        if "MLflow server: http://" in log.read_text() and server_answers(port):
+            return server
         time.sleep(0.5)
     server.kill()
     raise AssertionError(f"skillforge server did not answer: {log.read_text()[-2000:]}")
+
+
+def server_answers(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok
+    except requests.RequestException:
+        return False
 
 
 def stop_server(server: subprocess.Popen) -> int:
