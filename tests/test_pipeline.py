@@ -180,6 +180,15 @@ def test_resume_trains_on_the_threads_it_is_given_not_the_run_s(finished, store)
         torch.set_num_threads(previous)
 
 
+def test_resume_refuses_a_thread_count_the_machine_cannot_use_even_with_training_done(
+    finished, store
+):
+    """pend-a's training is done: the thread count is still checked, before the run is read
+    further (its evaluation and registration would run on it)."""
+    with pytest.raises(ConfigError, match="--threads 100000 is not a thread count"):
+        pipeline.resume("pend-a", store, threads=100_000)
+
+
 def test_commands_open_the_store_once(finished, store, monkeypatch):
     """One store handle is passed down: evaluate, show and export connect (probe, lock,
     schema check) once each."""

@@ -20,7 +20,7 @@ import json
 import logging
 from pathlib import Path
 
-from skillforge.app.checks import check_pretraining, check_store_timeout
+from skillforge.app.checks import check_pretraining, check_store_timeout, check_threads
 from skillforge.app.completion import complete_library, last_good_checkpoint, record_end
 from skillforge.app.library_run import LibraryRun, PretrainResult, evaluation_tag, run_evaluation
 from skillforge.app.locations import (
@@ -178,6 +178,7 @@ def resume(
         steps = total_steps or steps_for_episodes(config.env_id, total_episodes)
         config = config.replace(total_steps=steps, total_episodes=total_episodes)
     if threads is not None:
+        check_threads(threads)  # also when only evaluation and registration are left
         config = config.replace(threads=threads)
     step = int(state["step"]) if state is not None else 0
     if state is not None and state.get("kind") == LIBRARY_FILE and step < config.total_steps:
