@@ -13,8 +13,9 @@ writes to `docs/reproduction/<env>/`:
   `skill_NN_returns.png` (its return over `--episodes` held-out episodes), as the
   reference's README shows three skills;
 and records the figures in `benchmarks/results/reproduction.json` (one entry per env:
-episodes, env steps, wall time, the final running log q and its value after the reference's
-episodes beside the reference's, the held-out measures and the best skill's return).
+episodes, env steps, gradient steps, wall time, the final running log q and its value after
+the reference's episodes beside the reference's, the held-out measures and the best skill's
+return).
 """
 
 from __future__ import annotations
@@ -157,6 +158,8 @@ def main() -> None:
         "skills": int(run.data.params["n_skills"]),
         "episodes": points[-1][0] if points else None,
         "env_steps": int(tags[tracking.TAG_TOTAL_STEPS]),
+        "updates_per_step": float(run.data.params["updates_per_step"]),
+        "gradient_steps": int(metrics.get("gradient_steps", 0)),
         "wall_minutes": round((run.info.end_time - run.info.start_time) / 60000, 1),
         "steps_per_second": round(training_rate(client, info.run_id), 1),
         "running_log_q": round(points[-1][1], 3) if points else None,
