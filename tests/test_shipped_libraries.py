@@ -20,6 +20,7 @@ def test_the_shipped_libraries_are_there():
     assert {
         "hopper.pt",
         "hopper-default.pt",
+        "hopper-ref.pt",
         "mountaincar-x.pt",
         "halfcheetah-x.pt",
         "mountaincar-ref.pt",
