@@ -13,13 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 from helpers import assert_one_line_error
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from cli.main import app
-from skillforge.store.ui_server import free_port, port_in_use
+from skillforge.store.ui_server import answers, free_port, port_in_use
 
 BIN = Path(sys.executable).parent
 
@@ -43,18 +42,12 @@ def start_server(folder: Path, port: int, log: Path) -> subprocess.Popen:
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         assert server.poll() is None, log.read_text()[-2000:]
-        if "MLflow server: http://" in log.read_text() and server_answers(port):
+        printed = "MLflow server: http://" in log.read_text()
+        if printed and answers(f"http://127.0.0.1:{port}/health", timeout=1):
             return server
         time.sleep(0.5)
     server.kill()
     raise AssertionError(f"skillforge server did not answer: {log.read_text()[-2000:]}")
-
-
-def server_answers(port: int) -> bool:
-    try:
-        return requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok
-    except requests.RequestException:
-        return False
 
 
 def stop_server(server: subprocess.Popen) -> int:
