@@ -21,6 +21,7 @@ def test_the_shipped_libraries_are_there():
         "hopper.pt",
         "hopper-default.pt",
         "hopper-ref.pt",
+        "bipedalwalker-ref.pt",
         "mountaincar-x.pt",
         "halfcheetah-x.pt",
         "mountaincar-ref.pt",
