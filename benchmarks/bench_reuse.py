@@ -212,7 +212,9 @@ def held(curve, grid):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", default="reuse-bench", help="folder of the MLflow store")
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument(
+        "--seeds", default="0,1,2", help="seeds to run (the JSON reports every seed recorded)"
+    )
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--jobs", type=int, default=2, help="processes at once (1 thread each)")
     parser.add_argument(
@@ -274,8 +276,9 @@ def main() -> None:
                 pass  # each run is recorded in the store
 
     done = current_runs(store, earlier)
-    try:
-        summary = summarise(done, seeds, list(TASKS))  # every task: a partial call loses none
+    recorded = sorted(set(seeds) | {record["seed"] for record in done})
+    try:  # every task and every seed recorded: a partial call loses none
+        summary = summarise(done, recorded, list(TASKS))
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     kept = {run_key(record) for record in done}
