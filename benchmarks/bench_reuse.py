@@ -14,7 +14,7 @@ HalfCheetahWithPosition-v5 for the METRA library):
   settings: batch 256, random actions for the first tenth of the budget, at most 10,000),
 so that the two SAC runs of a seed, an hour or more each, run side by side. On
 `ant-navigation` (2,000,000 task env steps) both SAC runs take one gradient step every fourth
-env step (SAC's own rate would be about 10 hours per seed on one core): a weaker SAC, and
+env step (SAC's own rate would be about 6 hours per seed on one core): a weaker SAC, and
 `reuse.json` says so (`sac_updates_per_step`).
 
 `halfcheetah-goal` and `ant-navigation` also reuse the DIAYN library with a position prior
@@ -268,7 +268,8 @@ def main() -> None:
         for command in commands
         if (name, library.name, command, seed) not in finished
     ]
-    print(f"{len(jobs)} runs to go ({len(finished)} done before)", flush=True)
+    if not args.report_only:
+        print(f"{len(jobs)} runs to go ({len(finished)} done before)", flush=True)
     if jobs and not args.report_only:
         context = multiprocessing.get_context("spawn")
         with context.Pool(args.jobs, maxtasksperchild=1) as pool:

@@ -90,7 +90,7 @@ TASKS = {
             validation_episodes=4,
             eval_episodes=10,
             checks=20,
-            sac_updates_per_step=0.25,  # one per step is ~10 h per seed on one core
+            sac_updates_per_step=0.25,  # one per step is ~6 h per seed on one core
             also=(DIAYN_XY_ANT,),
         ),
         Task(
