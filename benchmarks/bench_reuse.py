@@ -1,7 +1,7 @@
 """Reuse benchmark: do skill libraries pay off downstream?
 
     python benchmarks/bench_reuse.py [--store DIR] [--seeds 0,1,2] [--tasks a,b] [--jobs 2]
-        [--commands hierarchical,finetune] [--libraries a,b]
+        [--threads 1] [--commands hierarchical,finetune] [--libraries a,b]
 
 For every task, a library of its environment is pretrained once (or taken from the store,
 or imported from the library files shipped in `exports/libraries/`), then, for each seed and
@@ -95,12 +95,12 @@ def ensure_library(library: Library, store: str) -> None:
     pretrain(config, store, evaluation=EvaluationOptions(episodes=5, every=0, video=False))
 
 
-def run_job(job: tuple[str, str, str, int, str, int | None]) -> None:
-    """One (task, library, command, seed) in its own process with one torch thread."""
+def run_job(job: tuple[str, str, str, int, str, int | None, int]) -> None:
+    """One (task, library, command, seed) in its own process with `threads` torch threads."""
     import torch
 
-    torch.set_num_threads(1)
-    task_name, library, command, seed, store, env_steps = job
+    task_name, library, command, seed, store, env_steps, threads = job
+    torch.set_num_threads(threads)
     with_budget(env_steps)
     task = TASKS[task_name]
     started = time.perf_counter()
@@ -216,7 +216,10 @@ def main() -> None:
         "--seeds", default="0,1,2", help="seeds to run (the JSON reports every seed recorded)"
     )
     parser.add_argument("--tasks", default=",".join(TASKS))
-    parser.add_argument("--jobs", type=int, default=2, help="processes at once (1 thread each)")
+    parser.add_argument("--jobs", type=int, default=2, help="processes at once")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads per process (2 for one run alone)"
+    )
     parser.add_argument(
         "--commands", default="hierarchical,finetune", help="which of the two commands to run"
     )
@@ -260,7 +263,7 @@ def main() -> None:
     done_before = current_runs(store, earlier)
     finished = {(r["task"], r["library"], r["command"], r["seed"]) for r in done_before}
     jobs = [
-        (name, library.name, command, seed, store, args.env_steps)
+        (name, library.name, command, seed, store, args.env_steps, args.threads)
         for seed in seeds
         for name in tasks
         for library in TASKS[name].libraries
