@@ -99,7 +99,14 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 
 
 def make_optimizer(parameters, lr: float, device: torch.device) -> torch.optim.Adam:
-    """One Adam over every trainable tensor, fused into a few kernels where torch supports it."""
+    """One Adam over every trainable tensor, fused into a few kernels where torch supports it.
+
+    Every training loop makes its optimizer here, so this is also where the calling thread
+    starts flushing subnormal floats to zero (`torch.set_flush_denormal`, kept afterwards):
+    late in a run Adam's second moments of tiny gradients fall below 1.2e-38, and arithmetic
+    on them is many times slower on x86 (`benchmarks/bench_denormals.py`). Numbers that
+    small change no result."""
+    torch.set_flush_denormal(True)
     params = [p for p in parameters if p.requires_grad]
     try:
         return torch.optim.Adam(params, lr=lr, fused=True)
