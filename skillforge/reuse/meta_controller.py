@@ -33,7 +33,7 @@ from skillforge.reuse.skill_actions import Decisions, SkillActionEnvs, run_skill
 from skillforge.rl.callbacks import CallbackList
 from skillforge.rl.nets import mlp
 from skillforge.rl.replay import ReplayBuffer
-from skillforge.rl.sac import make_optimizer, soft_update
+from skillforge.rl.sac import make_optimizer, soft_update, subnormals_flushed
 
 LEARNER = "dueling-double-dqn-smdp"
 """The learner's name, logged with every run (runs of an earlier learner can be told apart)."""
@@ -124,6 +124,7 @@ def reward_scale_for(rewards: torch.Tensor) -> float:
     return min(1.0, 1.0 / (10.0 * mean_magnitude)) if mean_magnitude > 0 else 1.0
 
 
+@subnormals_flushed()
 def train_meta_controller(
     envs: SkillActionEnvs,
     config: HierarchicalConfig,

@@ -27,7 +27,7 @@ from skillforge.reuse.meta_selection import Validation
 from skillforge.rl.callbacks import CallbackList
 from skillforge.rl.nets import TanhGaussianPolicy
 from skillforge.rl.replay import ReplayBuffer
-from skillforge.rl.sac import SAC, make_optimizer
+from skillforge.rl.sac import SAC, make_optimizer, subnormals_flushed
 from skillforge.skills.library import SkillLibrary
 
 
@@ -139,6 +139,7 @@ def _load_widened(
     policy.load_state_dict(state)
 
 
+@subnormals_flushed()
 def train_task_sac(
     agent: TaskAgent,
     env: gym.Env,

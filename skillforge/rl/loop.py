@@ -22,7 +22,7 @@ from skillforge.rl.features import feature_reader
 from skillforge.rl.metric_window import MetricWindow
 from skillforge.rl.objectives import METRIC_NAMES, make_agent, update
 from skillforge.rl.replay import ReplayBuffer
-from skillforge.rl.sac import make_optimizer
+from skillforge.rl.sac import make_optimizer, subnormals_flushed
 from skillforge.rl.signals import StopRequest
 from skillforge.rl.spec import LibrarySpec
 from skillforge.rl.training_state import Episode, TrainingState
@@ -73,6 +73,7 @@ def make_training_envs(config: PretrainConfig) -> list[gym.Env]:
     return [make_env(config.env_id, **limit) for _ in range(config.envs)]
 
 
+@subnormals_flushed()
 def train(
     config: PretrainConfig,
     checkpoint_path: str,

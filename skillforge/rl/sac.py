@@ -6,6 +6,7 @@ environment's. States are whatever the caller builds (DIAYN: observation + one-h
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import NamedTuple
 
@@ -99,19 +100,36 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 
 
 def make_optimizer(parameters, lr: float, device: torch.device) -> torch.optim.Adam:
-    """One Adam over every trainable tensor, fused into a few kernels where torch supports it.
-
-    Every training loop makes its optimizer here, so this is also where the calling thread
-    starts flushing subnormal floats to zero (`torch.set_flush_denormal`, kept afterwards):
-    late in a run Adam's second moments of tiny gradients fall below 1.2e-38, and arithmetic
-    on them is many times slower on x86 (`benchmarks/bench_denormals.py`). Numbers that
-    small change no result."""
-    torch.set_flush_denormal(True)
+    """One Adam over every trainable tensor, fused into a few kernels where torch supports it."""
     params = [p for p in parameters if p.requires_grad]
     try:
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, ValueError):
         return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
+SUBNORMAL = 1e-39
+"""Below float32's smallest normal number (1.2e-38)."""
+
+
+def subnormals_flushed_now() -> bool:
+    """Whether this thread flushes subnormal floats to zero (torch has no getter)."""
+    return (torch.tensor([SUBNORMAL]) * 1.0).item() == 0.0
+
+
+@contextlib.contextmanager
+def subnormals_flushed():
+    """While training (a context manager or a decorator): subnormal floats flushed to zero
+    in this thread, then the thread's own setting back. Late in a run Adam's second moments
+    of tiny gradients fall below 1.2e-38, and arithmetic on them is many times slower on x86
+    (`benchmarks/bench_denormals.py`); numbers that small change no result, but code outside
+    training (a user's, a test library's) may rely on them, so the setting does not leak."""
+    before = subnormals_flushed_now()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
 
 
 def skill_sac(spec: LibrarySpec, config: PretrainConfig) -> SAC:
