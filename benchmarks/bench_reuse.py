@@ -273,11 +273,11 @@ def main() -> None:
     ]
     if not args.report_only:
         print(f"{len(jobs)} runs to go ({len(finished)} done before)", flush=True)
-    if jobs and not args.report_only:
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(args.jobs, maxtasksperchild=1) as pool:
-            for _ in pool.imap_unordered(run_job, jobs):
-                pass  # each run is recorded in the store
+        if jobs:
+            context = multiprocessing.get_context("spawn")
+            with context.Pool(args.jobs, maxtasksperchild=1) as pool:
+                for _ in pool.imap_unordered(run_job, jobs):
+                    pass  # each run is recorded in the store
 
     done = current_runs(store, earlier)
     recorded = sorted(set(seeds) | {record["seed"] for record in done})
