@@ -1,7 +1,7 @@
 """Reuse benchmark: do skill libraries pay off downstream?
 
     python benchmarks/bench_reuse.py [--store DIR] [--seeds 0,1,2] [--tasks a,b] [--jobs 2]
-        [--threads 1] [--commands hierarchical,finetune] [--libraries a,b]
+        [--threads 1] [--commands hierarchical,sac,finetune] [--libraries a,b]
 
 For every task, a library of its environment is pretrained once (or taken from the store,
 or imported from the library files shipped in `exports/libraries/`), then, for each seed and
@@ -9,7 +9,9 @@ at the same env-step budget (the task built on the library's env: `halfcheetah-g
 HalfCheetahWithPosition-v5 for the METRA library):
 
 - `skillforge hierarchical` (meta-controller over the frozen skills; baselines best-skill,
-  random-skills and SAC from scratch), and
+  random-skills and SAC from scratch; on `ant-navigation`, whose seed takes longer than a
+  working session, SAC from scratch runs apart: `hierarchical --no-meta-controller
+  --baselines sac`, the job `sac`), and
 - `skillforge finetune` (SAC starting from the best skill, with SAC from scratch's
   settings: batch 256, random actions for the first tenth of the budget, at most 10,000),
 so that the two SAC runs of a seed, an hour or more each, run side by side. On
@@ -96,7 +98,8 @@ def ensure_library(library: Library, store: str) -> None:
 
 
 def run_job(job: tuple[str, str, str, int, str, int | None, int]) -> None:
-    """One (task, library, command, seed) in its own process with `threads` torch threads."""
+    """One (task, library, command, seed) in its own process with `threads` torch threads;
+    the command `sac` is a hierarchical run of SAC from scratch alone."""
     import torch
 
     task_name, library, command, seed, store, env_steps, threads = job
@@ -104,7 +107,7 @@ def run_job(job: tuple[str, str, str, int, str, int | None, int]) -> None:
     with_budget(env_steps)
     task = TASKS[task_name]
     started = time.perf_counter()
-    if command == "hierarchical":
+    if command in ("hierarchical", "sac"):
         from skillforge import HierarchicalConfig, train_hierarchical
 
         config = HierarchicalConfig(
@@ -114,6 +117,7 @@ def run_job(job: tuple[str, str, str, int, str, int | None, int]) -> None:
             seed=seed,
             skills_from="checkpoint",
             baselines=tuple(sorted(expected_methods(task, library, command) - {"meta-controller"})),
+            meta_controller=command == "hierarchical",
             validation_episodes=task.validation_episodes,
             eval_episodes=task.eval_episodes,
             validate_every=task.env_steps // task.checks,
@@ -221,7 +225,9 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch threads per process (2 for one run alone)"
     )
     parser.add_argument(
-        "--commands", default="hierarchical,finetune", help="which of the two commands to run"
+        "--commands",
+        default="hierarchical,sac,finetune",
+        help="which jobs to run (sac: SAC from scratch apart, on the tasks that run it apart)",
     )
     parser.add_argument("--json", default=str(RESULTS / "reuse.json"))
     parser.add_argument(
@@ -242,8 +248,8 @@ def main() -> None:
     seeds = [int(seed) for seed in args.seeds.split(",")]
     tasks = [name.strip() for name in args.tasks.split(",")]
     commands = [name.strip() for name in args.commands.split(",")]
-    if not set(commands) <= {"hierarchical", "finetune"}:
-        parser.error(f"--commands: hierarchical and/or finetune, got {args.commands}")
+    if not set(commands) <= {"hierarchical", "sac", "finetune"}:
+        parser.error(f"--commands: any of hierarchical, sac, finetune; got {args.commands}")
     unknown = [name for name in tasks if name not in TASKS]
     if unknown:
         parser.error(f"unknown task {unknown}; tasks: {', '.join(TASKS)}")
@@ -269,7 +275,8 @@ def main() -> None:
         for library in TASKS[name].libraries
         if libraries is None or library.name in libraries
         for command in commands
-        if (name, library.name, command, seed) not in finished
+        if expected_methods(TASKS[name], library.name, command)
+        and (name, library.name, command, seed) not in finished
     ]
     if not args.report_only:
         print(f"{len(jobs)} runs to go ({len(finished)} done before)", flush=True)

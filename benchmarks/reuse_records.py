@@ -8,25 +8,31 @@ from reuse_tasks import TASKS, Library, Task
 METHODS = ("meta-controller", "finetune", "best-skill", "random-skills", "sac")
 COMMAND_METHODS = {
     "hierarchical": ("meta-controller", "best-skill", "random-skills", "sac"),
+    "sac": ("sac",),
     "finetune": ("finetune",),
 }
-"""The methods each command's run scores (SAC from scratch as a baseline of `hierarchical`,
-whose own methods take minutes; only over a task's first library)."""
+"""The methods each of the benchmark's jobs scores: SAC from scratch as a baseline of
+`hierarchical` (only over a task's first library), or, on a task whose SAC runs apart, in a
+`hierarchical --no-meta-controller` run of its own (the job `sac`)."""
 CURVES = {
     "hierarchical": {
         "meta-controller": "validation_return",
         "best-skill": "baseline/best-skill/validation_return",
         "sac": "baseline/sac/validation_return",
     },
+    "sac": {"sac": "baseline/sac/validation_return"},
     "finetune": {"finetune": "validation_return"},
 }
 """Each method's greedy return on the same validation episodes against task env steps."""
 
 
 def expected_methods(task: Task, library: str, command: str) -> set[str]:
-    """The methods a finished run of `command` over `library` must score on `task`."""
+    """The methods a finished run of `command` over `library` must score on `task` (none:
+    the benchmark has no such job)."""
     methods = set(COMMAND_METHODS[command])
-    return methods if library == task.library.name else methods - {"sac"}
+    if library != task.library.name or task.sac_apart != (command == "sac"):
+        methods -= {"sac"}
+    return methods
 
 
 def columns(task: Task) -> list[tuple[str, Library, str]]:
@@ -35,17 +41,18 @@ def columns(task: Task) -> list[tuple[str, Library, str]]:
     found = []
     for library in task.libraries:
         for method in METHODS:
-            if method in expected_methods(task, library.name, "hierarchical") | {"finetune"}:
+            scored = (expected_methods(task, library.name, command) for command in COMMAND_METHODS)
+            if method in set().union(*scored):
                 named = not task.also or method == "sac"
                 found.append((method if named else f"{method}/{library.label}", library, method))
     return found
 
 
 def recorded_runs(store: str) -> list[dict]:
-    """Every finished hierarchical (of today's learner) and finetune run of the benchmark's
-    tasks in the store that scores its methods, as (task, library, command, seed, final
-    returns): the store is the record, so an interrupted benchmark continues where it
-    stopped and two benchmarks may share a store."""
+    """Every finished hierarchical (of today's learner: with the meta-controller, or SAC
+    apart) and finetune run of the benchmark's tasks in the store that scores its methods,
+    as (task, library, command, seed, final returns): the store is the record, so an
+    interrupted benchmark continues where it stopped and two benchmarks may share a store."""
     from mlflow.tracking import MlflowClient
 
     from skillforge.reuse.meta_controller import LEARNER
@@ -53,12 +60,15 @@ def recorded_runs(store: str) -> list[dict]:
     client = MlflowClient(store)
     experiments = [e.experiment_id for e in client.search_experiments()]
     records, seen = [], set()
-    for kind, command in (("meta", "hierarchical"), ("finetune", "finetune")):
+    for kind, kind_command in (("meta", "hierarchical"), ("finetune", "finetune")):
         query = f"tags.`skillforge.kind` = '{kind}'"
         for run in client.search_runs(experiments, query, order_by=["attributes.start_time DESC"]):
             params = run.data.params
             if params["task"] not in TASKS:
                 continue
+            command = kind_command
+            if params.get("meta_controller") == "False":
+                command = "sac"  # only the baselines ran: the benchmark's for SAC apart
             expected = expected_methods(TASKS[params["task"]], params["library"], command)
             finals = metrics_under(run, "final_return/")
             finals = {m: v for m, v in finals.items() if m in expected}
@@ -66,7 +76,7 @@ def recorded_runs(store: str) -> list[dict]:
             key = (params["task"], params["library"], command, params["seed"])
             rate = float(params.get("sac_updates_per_step", params.get("updates_per_step", 1)))
             key += (params["total_steps"], params.get("skill_steps"), rate)
-            if command == "hierarchical" and params.get("learner") != LEARNER:
+            if not expected or command != "finetune" and params.get("learner") != LEARNER:
                 continue
             if run.info.status != "FINISHED" or set(finals) != expected:
                 continue  # unfinished, or from before SAC ran beside the meta-controller
@@ -95,7 +105,7 @@ def recorded_runs(store: str) -> list[dict]:
                     if method in expected
                 },
             }
-            if command == "hierarchical":
+            if command != "finetune":
                 record["learner"] = LEARNER
                 record["skill_steps"] = int(params["skill_steps"])
             records.append(record)

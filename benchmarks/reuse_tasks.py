@@ -47,6 +47,10 @@ class Task:
     also: tuple[Library, ...] = ()
     """Other libraries whose meta-controller, skills and fine-tuning are compared with the
     first's (SAC from scratch, which uses no library, runs with the first's)."""
+    sac_apart: bool = False
+    """SAC from scratch runs as a job of its own (`hierarchical --no-meta-controller
+    --baselines sac`), not after the meta-controller in the same run: where a seed's run
+    would not fit in one working session."""
 
     @property
     def libraries(self) -> tuple[Library, ...]:
@@ -92,6 +96,7 @@ TASKS = {
             checks=20,
             sac_updates_per_step=0.25,  # one per step is ~6 h per seed on one core
             also=(DIAYN_XY_ANT,),
+            sac_apart=True,  # ~1 h 50 min alone, after the meta-controller's ~70 min
         ),
         Task(
             "halfcheetah-hurdle",

@@ -35,6 +35,13 @@ def hierarchical(
     baselines: Annotated[
         str, typer.Option(help="Comma-separated: best-skill, random-skills, sac; or none.")
     ] = "none",
+    meta_controller: Annotated[
+        bool,
+        typer.Option(
+            help="Train the meta-controller; --no-meta-controller runs only the --baselines "
+            "(SAC from scratch, the longest, apart: another session, another machine)."
+        ),
+    ] = HIERARCHICAL.meta_controller,
     eval_episodes: Annotated[
         int, typer.Option(help="Greedy episodes for final returns.")
     ] = HIERARCHICAL.eval_episodes,
@@ -75,6 +82,7 @@ def hierarchical(
         seed=seed,
         skills_from=skills_from,
         baselines=parse_baselines(baselines),
+        meta_controller=meta_controller,
         eval_episodes=eval_episodes,
         envs=envs,
         validation_episodes=validation_episodes,
@@ -92,6 +100,17 @@ def hierarchical(
 
     with downstream_command() as progress_for:
         result = train_hierarchical(library, config, tracking_uri, progress_for)
+    meta = result.meta_controller
+    if meta is None:
+        typer.echo(f"Baselines on {result.task}: run {result.run_id}")
+    else:
+        _describe_meta_controller(result, config)
+    _print_returns(result)
+
+
+def _describe_meta_controller(result, config: HierarchicalConfig) -> None:
+    """Where the meta-controller was registered, and what it deploys after validation."""
+    meta = result.meta_controller
     typer.echo(f"Meta-controller on {result.task}: run {result.run_id}")
     typer.echo(f"  registered  {result.model_uri}")
     if result.agent_uri:
@@ -99,7 +118,6 @@ def hierarchical(
             f"  agent       {result.agent_uri} (serve it: skillforge serve {result.agent_uri})"
         )
     typer.echo(f"  skills frozen (parameter hash unchanged): {result.skills_frozen}")
-    meta = result.meta_controller
     if meta.fallback is not None and not math.isfinite(meta.validation.get("best-skill", 0.0)):
         typer.echo(
             f"  deploys skill {meta.fallback}: --steps {config.total_steps:,} left no whole "
@@ -120,6 +138,10 @@ def hierarchical(
             f"{meta.validation['meta-controller-lower-bound']:.1f}), best skill "
             f"{meta.validation['best-skill']:.1f}"
         )
+
+
+def _print_returns(result) -> None:
+    """Every method's final return and the task env steps it took."""
     for name, value in result.final_returns.items():
         used = result.task_env_steps.get(name)
         spent = "" if used is None else f"  ({used:,} task env steps)"

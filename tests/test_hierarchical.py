@@ -226,7 +226,7 @@ def test_baselines_at_the_same_budget(library):
     assert len(returns) == 4 and reported == [390, 400, 790, 800] and budget.used == 1_000
     env, settings = gym.make("Pendulum-v1"), TaskSACSettings(hidden=32, batch_size=32)
     budget = TaskBudget(400)
-    sac_returns = train_task_sac(scratch_agent(env, settings), env, budget, 0, settings)
+    sac_returns = train_task_sac(scratch_agent(env, settings, 0), env, budget, 0, settings)
     assert len(sac_returns) == 2 and budget.used == 400
 
 
@@ -271,6 +271,48 @@ def test_tracked_run_is_linked_to_its_library(library, store):
     assert q_values.shape == (2, 4)
 
 
+def test_sac_from_scratch_apart_scores_as_it_does_beside_the_meta_controller(library, store):
+    """`--no-meta-controller --baselines sac`: the longest baseline as a run of its own (its
+    seed alone decides it), nothing trained or registered for the meta-controller."""
+    options = ["--steps", "600", "--eval-episodes", "1", "--envs", "2"]
+    options += [
+        "--validation-episodes",
+        "1",
+        "--validate-every",
+        "300",
+        "--skills-from",
+        "checkpoint",
+    ]
+    result = CliRunner().invoke(
+        app,
+        ["hierarchical", "--library", "lib", "--no-meta-controller", "--baselines", "sac"]
+        + options
+        + ["--tracking-uri", store],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Meta-controller" not in result.stdout
+    run_id = result.stdout.split("Baselines on Pendulum-v1: run ", 1)[1].split()[0]
+    run = MlflowClient(store).get_run(run_id)
+    assert run.data.params["meta_controller"] == "False"
+    assert {key for key in run.data.metrics if key.startswith("final_return/")} == {
+        "final_return/sac"
+    }
+    assert run.data.metrics["task_env_steps/sac"] == 600
+    assert not MlflowClient(store).search_registered_models("name = 'lib.meta-Pendulum-v1'")
+    beside = HierarchicalConfig(
+        total_steps=600,
+        baselines=("sac",),
+        eval_episodes=1,
+        envs=2,
+        validation_episodes=1,
+        validate_every=300,
+        skills_from="checkpoint",
+    )
+    both = train_hierarchical("lib", beside, store)
+    assert set(both.final_returns) == {"meta-controller", "sac"}
+    assert both.final_returns["sac"] == run.data.metrics["final_return/sac"]
+
+
 def test_refusals(library, store):
     runner = CliRunner()
     for args, fragment in (
@@ -282,6 +324,7 @@ def test_refusals(library, store):
         (["--library", "lib", "--skills-from", "ftp"], "--skills-from"),
         (["--library", "lib", "--envs", "0"], "--envs"),
         (["--library", "lib", "--validate-every", "0"], "--validate-every"),
+        (["--library", "lib", "--no-meta-controller"], "name them with --baselines"),
     ):
         result = runner.invoke(app, ["hierarchical", *args, "--tracking-uri", store])
         assert result.exit_code != 0
@@ -345,7 +388,7 @@ def test_task_sac_takes_its_gradient_steps_at_the_chosen_rate(rate, expected):
         def on_step(self, step, metrics):
             reported.append(metrics["gradient_steps"])
 
-    train_task_sac(scratch_agent(env, settings), env, TaskBudget(400), 0, settings, [Recorder()])
+    train_task_sac(scratch_agent(env, settings, 0), env, TaskBudget(400), 0, settings, [Recorder()])
     assert reported == expected
 
 
@@ -357,7 +400,7 @@ def test_sac_from_scratch_keeps_its_best_validated_policy_inside_its_budget():
     budget = TaskBudget(2_000)
     play = greedy_play(lambda: gym.make("Pendulum-v1"))
     checks = Validation(play, 1, 0, 400, budget, compares=False)
-    agent = scratch_agent(env, settings)
+    agent = scratch_agent(env, settings, 0)
     train_task_sac(agent, env, budget, 0, settings, validation=checks)
     assert budget.used == 2_000 and checks.env_steps >= len(checks.curve) * 200
     assert len(checks.curve) >= 3 and checks.best_return == max(v for _, v in checks.curve)

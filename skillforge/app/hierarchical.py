@@ -45,7 +45,8 @@ class HierarchicalResult:
 
     run_id: str
     task: str
-    meta_controller: MetaController
+    meta_controller: MetaController | None
+    """None when only the baselines ran (`HierarchicalConfig.meta_controller` off)."""
     final_returns: dict[str, float] = field(default_factory=dict)
     model_uri: str = ""
     skills_frozen: bool = True
@@ -105,49 +106,15 @@ def _train_hierarchical(
         config.skill_steps,
     )
     fingerprint = skills.fingerprint()
-    steps = config.total_steps
-    final: dict[str, float] = {}
+    meta, model_uri, agent_uri = None, "", ""
     with mlflow.start_run(run_id=run.run_id), lanes, validation_lanes:
-        meta = train_meta_controller(
-            lanes,
-            config,
-            run.phase("", run.callbacks_for("meta", steps)),
-            validation_lanes,
-            run.callbacks_for,
-        )
-        run.client.log_param(run.run_id, "reward_scale", f"{meta.reward_scale:.6g}")
-        fallback = "none" if meta.fallback is None else str(meta.fallback)
-        run.client.set_tag(run.run_id, "skillforge.meta_fallback", fallback)
-        if meta.best_skill is not None:  # the skill it falls back to, as finetune chooses
-            run.client.set_tag(run.run_id, "skillforge.selected_skill", str(meta.best_skill))
-        _log_validation(run, meta, steps)
-        log_task_env_steps(run, "meta-controller", meta.task_env_steps, steps)
-        final["meta-controller"] = _evaluate(
-            run, "meta", lanes, lambda obs, rng: meta.choose(obs), config
-        )
-        if "best-skill" in config.baselines:
-            final["best-skill"] = _best_skill_baseline(run, lanes, validation_lanes, config)
-        if "random-skills" in config.baselines:
-            prefix, bars = "baseline/random-skills/", run.callbacks_for("random-skills", steps)
-            budget = TaskBudget(steps)
-            baselines.random_skills(lanes, steps, config.seed, run.phase(prefix, bars), budget)
-            log_task_env_steps(run, "random-skills", budget.used, steps)
-            random_choice = baselines.random_choice(lanes.n_skills)
-            final["random-skills"] = _evaluate(run, "random-skills", lanes, random_choice, config)
-        if "sac" in config.baselines:
-            # the library's width; random actions for a tenth of the budget, at most
-            # learning_starts (train_task_sac caps the warm-up)
-            settings = TaskSACSettings(
-                hidden=run.library.spec.hidden, updates_per_step=config.sac_updates_per_step
+        final: dict[str, float] = {}
+        if config.meta_controller:
+            meta = _meta_controller(run, lanes, validation_lanes, config)
+            final["meta-controller"] = _evaluate(
+                run, "meta", lanes, lambda obs, rng: meta.choose(obs), config
             )
-            final["sac"] = sac_baseline(
-                run,
-                steps,
-                config.seed,
-                config.eval_episodes,
-                settings,
-                validation=(config.validation_episodes, config.validate_every),
-            )
+        final |= _baselines(run, lanes, validation_lanes, config)
         frozen = skills.fingerprint() == fingerprint
         run.client.set_tag(run.run_id, "skillforge.skills_frozen", str(frozen).lower())
         curves = {
@@ -155,36 +122,108 @@ def _train_hierarchical(
             "random-skills": "baseline/random-skills/return",
             "sac": "baseline/sac/return",
         }
-        run.finish(final, steps, curves, flat=["best-skill"])
-        _log_diagnostics_plot(run, meta, final)
-        observations = np.stack([lanes.reset(0, seed=i)[0] for i in range(4)])
-        with phase(run.callbacks_for, "registration", 2):
-            model_uri = registry.register_module(
-                meta,
-                observations,
-                f"{run.info.name}.meta-{run.task}",
-                "meta_controller",
-                {
-                    "library": run.info.name,
-                    "task": run.task,
-                    "task_env_id": run.env_id,
-                    "run_id": run.run_id,
-                    "output": "Q-value per skill; act with argmax",
-                    "fallback_skill": fallback,
-                    "reward_scale": f"{meta.reward_scale:.6g}",
-                },
-            )
-            try:
-                agent_uri = register_agent_model(
-                    run.client, meta, skills, run.library, run.task, config.skill_steps, run.run_id
-                )
-            except SkillforgeError as error:  # the run and the meta-controller are kept
-                logger.warning("the agent is not registered: %s", error)
-                agent_uri = ""
+        run.finish(final, config.total_steps, curves, flat=["best-skill"])
+        if meta is not None:
+            _log_diagnostics_plot(run, meta, final)
+            model_uri, agent_uri = _register(run, meta, skills, lanes, config.skill_steps)
     spent = logged_task_env_steps(run)
     return HierarchicalResult(
         run.run_id, run.task, meta, final, model_uri, frozen, agent_uri, spent
     )
+
+
+def _meta_controller(
+    run: DownstreamRun,
+    lanes: SkillActionEnvs,
+    validation_lanes: SkillActionEnvs,
+    config: HierarchicalConfig,
+) -> MetaController:
+    """The meta-controller trained on the task, with its fallback skill, validation and
+    task env steps logged to the run."""
+    steps = config.total_steps
+    meta = train_meta_controller(
+        lanes,
+        config,
+        run.phase("", run.callbacks_for("meta", steps)),
+        validation_lanes,
+        run.callbacks_for,
+    )
+    run.client.log_param(run.run_id, "reward_scale", f"{meta.reward_scale:.6g}")
+    fallback = "none" if meta.fallback is None else str(meta.fallback)
+    run.client.set_tag(run.run_id, "skillforge.meta_fallback", fallback)
+    if meta.best_skill is not None:  # the skill it falls back to, as finetune chooses
+        run.client.set_tag(run.run_id, "skillforge.selected_skill", str(meta.best_skill))
+    _log_validation(run, meta, steps)
+    log_task_env_steps(run, "meta-controller", meta.task_env_steps, steps)
+    return meta
+
+
+def _baselines(
+    run: DownstreamRun,
+    lanes: SkillActionEnvs,
+    validation_lanes: SkillActionEnvs,
+    config: HierarchicalConfig,
+) -> dict[str, float]:
+    """The final return of each baseline the config names, each with the whole budget."""
+    steps = config.total_steps
+    final = {}
+    if "best-skill" in config.baselines:
+        final["best-skill"] = _best_skill_baseline(run, lanes, validation_lanes, config)
+    if "random-skills" in config.baselines:
+        prefix, bars = "baseline/random-skills/", run.callbacks_for("random-skills", steps)
+        budget = TaskBudget(steps)
+        baselines.random_skills(lanes, steps, config.seed, run.phase(prefix, bars), budget)
+        log_task_env_steps(run, "random-skills", budget.used, steps)
+        random_choice = baselines.random_choice(lanes.n_skills)
+        final["random-skills"] = _evaluate(run, "random-skills", lanes, random_choice, config)
+    if "sac" in config.baselines:
+        # the library's width; random actions for a tenth of the budget, at most
+        # learning_starts (train_task_sac caps the warm-up)
+        settings = TaskSACSettings(
+            hidden=run.library.spec.hidden, updates_per_step=config.sac_updates_per_step
+        )
+        final["sac"] = sac_baseline(
+            run,
+            steps,
+            config.seed,
+            config.eval_episodes,
+            settings,
+            validation=(config.validation_episodes, config.validate_every),
+        )
+    return final
+
+
+def _register(
+    run: DownstreamRun, meta: MetaController, skills, lanes: SkillActionEnvs, skill_steps: int
+) -> tuple[str, str]:
+    """Register the meta-controller (`<library>.meta-<task>`) and, with its skills, the agent
+    (`<library>.agent-<task>`); the agent's URI is empty if it could not be registered."""
+    observations = np.stack([lanes.reset(0, seed=i)[0] for i in range(4)])
+    fallback = "none" if meta.fallback is None else str(meta.fallback)
+    with phase(run.callbacks_for, "registration", 2):
+        model_uri = registry.register_module(
+            meta,
+            observations,
+            f"{run.info.name}.meta-{run.task}",
+            "meta_controller",
+            {
+                "library": run.info.name,
+                "task": run.task,
+                "task_env_id": run.env_id,
+                "run_id": run.run_id,
+                "output": "Q-value per skill; act with argmax",
+                "fallback_skill": fallback,
+                "reward_scale": f"{meta.reward_scale:.6g}",
+            },
+        )
+        try:
+            agent_uri = register_agent_model(
+                run.client, meta, skills, run.library, run.task, skill_steps, run.run_id
+            )
+        except SkillforgeError as error:  # the run and the meta-controller are kept
+            logger.warning("the agent is not registered: %s", error)
+            agent_uri = ""
+    return model_uri, agent_uri
 
 
 def _best_skill_baseline(
@@ -292,7 +331,7 @@ def sac_baseline(
     episodes, paid from the same budget) and the best one kept. Returns its greedy mean
     return on the held-out episodes."""
     env = run.make_task()
-    agent = scratch_agent(env, settings)
+    agent = scratch_agent(env, settings, seed)
     budget = TaskBudget(steps)
     episodes, every = validation
     checks = None

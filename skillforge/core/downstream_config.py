@@ -53,6 +53,9 @@ class HierarchicalConfig:
     """Where the frozen skills come from: registry, onnx or checkpoint."""
     baselines: tuple[str, ...] = ()
     """Any of best-skill, random-skills, sac, each with the same task env-step budget."""
+    meta_controller: bool = True
+    """Train the meta-controller; False runs only the baselines (so that SAC from scratch,
+    the longest, can run apart: in another session, on another machine)."""
     eval_episodes: int = 5
     """Greedy episodes to measure the final meta-controller (and each skill for best-skill)."""
     envs: int = 8
@@ -91,6 +94,10 @@ class HierarchicalConfig:
         require(
             not unknown,
             f"unknown baseline {', '.join(unknown)}; choose from {', '.join(BASELINE_NAMES)}",
+        )
+        require(
+            self.meta_controller or self.baselines,
+            "--no-meta-controller runs only the baselines: name them with --baselines",
         )
         require(self.eval_episodes >= 1, f"--eval-episodes must be >= 1, got {self.eval_episodes}")
         require(1 <= self.envs <= 256, f"--envs must be in [1, 256], got {self.envs}")

@@ -84,8 +84,10 @@ class GreedyPolicy(nn.Module):
         return self.policy.deterministic(torch.cat([obs, code], dim=-1))
 
 
-def scratch_agent(env: gym.Env, settings: TaskSACSettings) -> TaskAgent:
-    """SAC with fresh networks on the task's observation, alpha learned from 1."""
+def scratch_agent(env: gym.Env, settings: TaskSACSettings, seed: int) -> TaskAgent:
+    """SAC with fresh networks on the task's observation drawn from `seed` (whatever ran
+    before in the process), alpha learned from 1."""
+    torch.manual_seed(seed)
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
     sac = SAC(
         obs_dim,
