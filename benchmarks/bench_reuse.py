@@ -35,7 +35,9 @@ return per seed]}, "task_env_steps": {method: [per seed]}}]}`) and a plot
 `benchmarks/results/reuse.png`. Every run is an MLflow run of the store; the JSON also keeps
 each finished run's record (`"runs"`), so an interrupted benchmark continues where it stopped,
 in the same store or in a new one on another machine (a run in the store supersedes its
-record in the JSON).
+record in the JSON). A seed's methods may come from several runs (SAC from scratch apart,
+or a method rerun: the newest run of a method counts); the methods compared beside the
+meta-controller count for a seed once every one of them is recorded.
 """
 
 from __future__ import annotations
@@ -52,9 +54,11 @@ from pathlib import Path
 
 from reuse_records import (
     columns,
+    comparable,
     current_runs,
     expected_methods,
-    run_key,
+    is_current,
+    methods_by_seed,
     summarise,
 )
 from reuse_tasks import TASKS, Library, with_budget
@@ -266,8 +270,7 @@ def main() -> None:
 
     out = Path(args.json)
     earlier = json.loads(out.read_text()).get("runs", []) if out.is_file() else []
-    done_before = current_runs(store, earlier)
-    finished = {(r["task"], r["library"], r["command"], r["seed"]) for r in done_before}
+    scored = methods_by_seed(current_runs(store, earlier))
     jobs = [
         (name, library.name, command, seed, store, args.env_steps, args.threads)
         for seed in seeds
@@ -276,10 +279,11 @@ def main() -> None:
         if libraries is None or library.name in libraries
         for command in commands
         if expected_methods(TASKS[name], library.name, command)
-        and (name, library.name, command, seed) not in finished
+        and not expected_methods(TASKS[name], library.name, command)
+        <= scored.get((name, library.name, seed), set())
     ]
     if not args.report_only:
-        print(f"{len(jobs)} runs to go ({len(finished)} done before)", flush=True)
+        print(f"{len(jobs)} runs to go", flush=True)
         if jobs:
             context = multiprocessing.get_context("spawn")
             with context.Pool(args.jobs, maxtasksperchild=1) as pool:
@@ -292,11 +296,10 @@ def main() -> None:
         summary = summarise(done, recorded, list(TASKS))
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
-    kept = {run_key(record) for record in done}
-    summary["runs"] = done + [r for r in earlier if run_key(r) not in kept]
+    summary["runs"] = done + [record for record in earlier if not is_current(record)]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")
-    plot(summary, done, out.with_suffix(".png"))
+    plot(summary, comparable(done), out.with_suffix(".png"))
     for entry in summary["tasks"]:
         line = ", ".join(
             f"{method} {sum(v) / len(v):.2f}" for method, v in entry["returns"].items()

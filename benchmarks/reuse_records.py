@@ -14,25 +14,33 @@ COMMAND_METHODS = {
 """The methods each of the benchmark's jobs scores: SAC from scratch as a baseline of
 `hierarchical` (only over a task's first library), or, on a task whose SAC runs apart, in a
 `hierarchical --no-meta-controller` run of its own (the job `sac`)."""
+HIERARCHICAL = ("meta-controller", "best-skill", "random-skills", "sac")
+"""The methods compared beside the meta-controller: a seed counts for them only once each
+(of those its library has) is recorded, whichever runs they came from."""
 CURVES = {
-    "hierarchical": {
+    "meta": {
         "meta-controller": "validation_return",
         "best-skill": "baseline/best-skill/validation_return",
         "sac": "baseline/sac/validation_return",
     },
-    "sac": {"sac": "baseline/sac/validation_return"},
     "finetune": {"finetune": "validation_return"},
 }
-"""Each method's greedy return on the same validation episodes against task env steps."""
+"""Each method's greedy return on the same validation episodes against task env steps, by
+the kind of run that scores it."""
 
 
 def expected_methods(task: Task, library: str, command: str) -> set[str]:
-    """The methods a finished run of `command` over `library` must score on `task` (none:
-    the benchmark has no such job)."""
+    """The methods the benchmark's job `command` over `library` scores on `task` (none: the
+    benchmark has no such job)."""
     methods = set(COMMAND_METHODS[command])
     if library != task.library.name or task.sac_apart != (command == "sac"):
         methods -= {"sac"}
     return methods
+
+
+def task_methods(task: Task, library: str) -> set[str]:
+    """Every method compared over `library` on `task`."""
+    return set().union(*(expected_methods(task, library, command) for command in COMMAND_METHODS))
 
 
 def columns(task: Task) -> list[tuple[str, Library, str]]:
@@ -41,18 +49,18 @@ def columns(task: Task) -> list[tuple[str, Library, str]]:
     found = []
     for library in task.libraries:
         for method in METHODS:
-            scored = (expected_methods(task, library.name, command) for command in COMMAND_METHODS)
-            if method in set().union(*scored):
+            if method in task_methods(task, library.name):
                 named = not task.also or method == "sac"
                 found.append((method if named else f"{method}/{library.label}", library, method))
     return found
 
 
 def recorded_runs(store: str) -> list[dict]:
-    """Every finished hierarchical (of today's learner: with the meta-controller, or SAC
-    apart) and finetune run of the benchmark's tasks in the store that scores its methods,
-    as (task, library, command, seed, final returns): the store is the record, so an
-    interrupted benchmark continues where it stopped and two benchmarks may share a store."""
+    """Every finished hierarchical (of today's learner; with the meta-controller or only
+    baselines) and finetune run of the benchmark's tasks in the store, with the final
+    returns of the task's methods it scored, each method from its newest run: the store is
+    the record, so an interrupted benchmark continues where it stopped, two benchmarks may
+    share a store, and a seed's methods may come from several runs."""
     from mlflow.tracking import MlflowClient
 
     from skillforge.reuse.meta_controller import LEARNER
@@ -60,56 +68,59 @@ def recorded_runs(store: str) -> list[dict]:
     client = MlflowClient(store)
     experiments = [e.experiment_id for e in client.search_experiments()]
     records, seen = [], set()
-    for kind, kind_command in (("meta", "hierarchical"), ("finetune", "finetune")):
+    for kind in ("meta", "finetune"):
         query = f"tags.`skillforge.kind` = '{kind}'"
         for run in client.search_runs(experiments, query, order_by=["attributes.start_time DESC"]):
             params = run.data.params
-            if params["task"] not in TASKS:
+            if params["task"] not in TASKS or run.info.status != "FINISHED":
                 continue
-            command = kind_command
-            if params.get("meta_controller") == "False":
-                command = "sac"  # only the baselines ran: the benchmark's for SAC apart
-            expected = expected_methods(TASKS[params["task"]], params["library"], command)
-            finals = metrics_under(run, "final_return/")
-            finals = {m: v for m, v in finals.items() if m in expected}
+            if kind == "meta" and params.get("learner") != LEARNER:
+                continue
             spent = metrics_under(run, "task_env_steps/")
-            key = (params["task"], params["library"], command, params["seed"])
-            rate = float(params.get("sac_updates_per_step", params.get("updates_per_step", 1)))
-            key += (params["total_steps"], params.get("skill_steps"), rate)
-            if not expected or command != "finetune" and params.get("learner") != LEARNER:
-                continue
-            if run.info.status != "FINISHED" or set(finals) != expected:
-                continue  # unfinished, or from before SAC ran beside the meta-controller
-            if key in seen:
-                continue  # newest first: a rerun supersedes an earlier run
             if not spent:
                 continue  # from before every task env step was counted: not comparable
-            seen.add(key)
+            rate = float(params.get("sac_updates_per_step", params.get("updates_per_step", 1)))
             record = {
                 "task": params["task"],
                 "task_env_id": params.get("task_env_id", ""),
                 "library": params["library"],
-                "command": command,
+                "command": command_of(kind, params),
                 "seed": int(params["seed"]),
                 "env_steps": int(params["total_steps"]),
                 "sac_updates_per_step": rate,
-                "returns": finals,
-                "task_env_steps": {m: spent[m] for m in finals if m in spent},
-                "curves": {
-                    method: [
-                        [m.step, m.value]
-                        for m in client.get_metric_history(run.info.run_id, metric)
-                        if abs(m.value) < 1e300  # a check the budget cut scored nothing
-                    ]
-                    for method, metric in CURVES[command].items()
-                    if method in expected
-                },
             }
-            if command != "finetune":
+            if kind == "meta":
                 record["learner"] = LEARNER
                 record["skill_steps"] = int(params["skill_steps"])
+            methods = task_methods(TASKS[params["task"]], params["library"])
+            finals = metrics_under(run, "final_return/")
+            finals = {  # newest first: a rerun supersedes an earlier run
+                m: v for m, v in finals.items() if m in methods and (config(record), m) not in seen
+            }
+            if not finals:
+                continue
+            seen |= {(config(record), method) for method in finals}
+            record["returns"] = finals
+            record["task_env_steps"] = {m: spent[m] for m in finals if m in spent}
+            record["curves"] = {
+                method: [
+                    [m.step, m.value]
+                    for m in client.get_metric_history(run.info.run_id, metric)
+                    if abs(m.value) < 1e300  # a check the budget cut scored nothing
+                ]
+                for method, metric in CURVES[kind].items()
+                if method in finals
+            }
             records.append(record)
     return records
+
+
+def command_of(kind: str, params: dict) -> str:
+    """`finetune`, `hierarchical`, or `baselines` (a hierarchical run without the
+    meta-controller)."""
+    if kind == "finetune":
+        return "finetune"
+    return "baselines" if params.get("meta_controller") == "False" else "hierarchical"
 
 
 def metrics_under(run, prefix: str) -> dict[str, float]:
@@ -118,31 +129,74 @@ def metrics_under(run, prefix: str) -> dict[str, float]:
     return {key.removeprefix(prefix): value for key, value in metrics if key.startswith(prefix)}
 
 
-def run_key(record: dict) -> tuple:
-    """What makes two records the same run (a rerun supersedes the earlier one)."""
-    keys = ("task", "library", "command", "seed", "env_steps", "skill_steps")
+def config(record: dict) -> tuple:
+    """What makes two records the same comparison (a rerun of a method supersedes the
+    earlier one)."""
+    keys = ("task", "library", "seed", "env_steps", "skill_steps")
     return (*(record.get(key) for key in keys), record.get("sac_updates_per_step", 1.0))
 
 
 def current_runs(store: str, earlier: list[dict]) -> list[dict]:
-    """The recorded runs of the benchmark's tasks, with their library and env-step budget:
-    those of the store, and those of `earlier` (the JSON's records) the store lacks, if they
-    score every method of their command (a hierarchical record without SAC does not count)."""
+    """The recorded runs of the benchmark's tasks at their libraries, budgets, K and SAC
+    rates: those of the store, and the methods of `earlier` (the JSON's records) the store
+    lacks."""
+    records = recorded_runs(store)
+    covered = {(config(record), method) for record in records for method in record["returns"]}
+    for record in earlier:
+        if not is_current(record) or "task_env_steps" not in record:
+            continue
+        methods = task_methods(TASKS[record["task"]], record["library"])
+        left = [m for m in record["returns"] if m in methods and (config(record), m) not in covered]
+        if left:
+            covered |= {(config(record), method) for method in left}
+            records.append(
+                {
+                    **record,
+                    "returns": {m: record["returns"][m] for m in left},
+                    "task_env_steps": {m: record["task_env_steps"][m] for m in left},
+                    "curves": {m: c for m, c in record.get("curves", {}).items() if m in left},
+                }
+            )
+    return [record for record in records if is_current(record)]
+
+
+def is_current(record: dict) -> bool:
+    """Whether `record` is of a benchmark task, run with its libraries, budget, K and SAC
+    rate (and today's meta-controller learner)."""
     from skillforge.reuse.meta_controller import LEARNER
 
-    records = recorded_runs(store)
-    keys = {run_key(record) for record in records}
-    records += [
-        record
-        for record in earlier
-        if run_key(record) not in keys
-        and record["task"] in TASKS
-        and record.get("learner", LEARNER) == LEARNER
-        and "task_env_steps" in record
-        and set(record["returns"])
-        == expected_methods(TASKS[record["task"]], record["library"], record["command"])
-    ]
-    return [record for record in records if _current(TASKS[record["task"]], record)]
+    task = TASKS.get(record["task"])
+    learner = record.get("learner", LEARNER) == LEARNER
+    return task is not None and learner and _current(task, record)
+
+
+def comparable(records: list[dict]) -> list[dict]:
+    """`records` without the methods compared beside the meta-controller of a (task,
+    library, seed) that lacks one of them (a seed without SAC from scratch beside, say)."""
+    found = methods_by_seed(records)
+    kept = []
+    for record in records:
+        task = TASKS[record["task"]]
+        needed = task_methods(task, record["library"]) & set(HIERARCHICAL)
+        if needed <= found[seed_of(record)]:
+            kept.append(record)
+        elif set(record["returns"]) - needed:
+            returns = {m: v for m, v in record["returns"].items() if m not in needed}
+            kept.append({**record, "returns": returns})
+    return kept
+
+
+def seed_of(record: dict) -> tuple:
+    """(task, library, seed) of a record."""
+    return record["task"], record["library"], record["seed"]
+
+
+def methods_by_seed(records: list[dict]) -> dict[tuple, set[str]]:
+    """The methods recorded for each (task, library, seed)."""
+    found: dict[tuple, set[str]] = {}
+    for record in records:
+        found.setdefault(seed_of(record), set()).update(record["returns"])
+    return found
 
 
 def _current(task: Task, record: dict) -> bool:
@@ -164,7 +218,7 @@ def summarise(done: list[dict], seeds: list[int], tasks: list[str]) -> dict:
     entries = []
     for name in tasks:
         task = TASKS[name]
-        of_task = [r for r in done if r["task"] == name and r["seed"] in seeds]
+        of_task = [r for r in comparable(done) if r["task"] == name and r["seed"] in seeds]
         scored = {  # column: (method, its records in seed order)
             column: (
                 method,
