@@ -149,13 +149,17 @@ def _meta_controller(
         run.callbacks_for,
     )
     run.client.log_param(run.run_id, "reward_scale", f"{meta.reward_scale:.6g}")
-    fallback = "none" if meta.fallback is None else str(meta.fallback)
-    run.client.set_tag(run.run_id, "skillforge.meta_fallback", fallback)
+    run.client.set_tag(run.run_id, "skillforge.meta_fallback", _fallback(meta))
     if meta.best_skill is not None:  # the skill it falls back to, as finetune chooses
         run.client.set_tag(run.run_id, "skillforge.selected_skill", str(meta.best_skill))
     _log_validation(run, meta, steps)
     log_task_env_steps(run, "meta-controller", meta.task_env_steps, steps)
     return meta
+
+
+def _fallback(meta: MetaController) -> str:
+    """The skill the meta-controller deploys instead of its network, or `none`."""
+    return "none" if meta.fallback is None else str(meta.fallback)
 
 
 def _baselines(
@@ -199,7 +203,6 @@ def _register(
     """Register the meta-controller (`<library>.meta-<task>`) and, with its skills, the agent
     (`<library>.agent-<task>`); the agent's URI is empty if it could not be registered."""
     observations = np.stack([lanes.reset(0, seed=i)[0] for i in range(4)])
-    fallback = "none" if meta.fallback is None else str(meta.fallback)
     with phase(run.callbacks_for, "registration", 2):
         model_uri = registry.register_module(
             meta,
@@ -212,7 +215,7 @@ def _register(
                 "task_env_id": run.env_id,
                 "run_id": run.run_id,
                 "output": "Q-value per skill; act with argmax",
-                "fallback_skill": fallback,
+                "fallback_skill": _fallback(meta),
                 "reward_scale": f"{meta.reward_scale:.6g}",
             },
         )
