@@ -101,12 +101,13 @@ def ensure_library(library: Library, store: str) -> None:
     pretrain(config, store, evaluation=EvaluationOptions(episodes=5, every=0, video=False))
 
 
-def run_job(job: tuple[str, str, str, int, str, int | None, int]) -> None:
-    """One (task, library, command, seed) in its own process with `threads` torch threads;
-    the command `sac` is a hierarchical run of SAC from scratch alone."""
+def run_job(job: tuple[str, str, str, tuple[str, ...], int, str, int | None, int]) -> None:
+    """One (task, library, command, methods, seed) in its own process with `threads` torch
+    threads: a hierarchical run (`hierarchical` and `sac`) scores only `methods`, those of its
+    job not yet recorded (the meta-controller only if it is one of them)."""
     import torch
 
-    task_name, library, command, seed, store, env_steps, threads = job
+    task_name, library, command, methods, seed, store, env_steps, threads = job
     torch.set_num_threads(threads)
     with_budget(env_steps)
     task = TASKS[task_name]
@@ -120,8 +121,8 @@ def run_job(job: tuple[str, str, str, int, str, int | None, int]) -> None:
             total_steps=task.env_steps,
             seed=seed,
             skills_from="checkpoint",
-            baselines=tuple(sorted(expected_methods(task, library, command) - {"meta-controller"})),
-            meta_controller=command == "hierarchical",
+            baselines=tuple(sorted(set(methods) - {"meta-controller"})),
+            meta_controller="meta-controller" in methods,
             validation_episodes=task.validation_episodes,
             eval_episodes=task.eval_episodes,
             validate_every=task.env_steps // task.checks,
@@ -271,17 +272,18 @@ def main() -> None:
     out = Path(args.json)
     earlier = json.loads(out.read_text()).get("runs", []) if out.is_file() else []
     scored = methods_by_seed(current_runs(store, earlier))
-    jobs = [
-        (name, library.name, command, seed, store, args.env_steps, args.threads)
-        for seed in seeds
-        for name in tasks
-        for library in TASKS[name].libraries
-        if libraries is None or library.name in libraries
-        for command in commands
-        if expected_methods(TASKS[name], library.name, command)
-        and not expected_methods(TASKS[name], library.name, command)
-        <= scored.get((name, library.name, seed), set())
-    ]
+    jobs = []
+    for seed in seeds:
+        for name in tasks:
+            for library in TASKS[name].libraries:
+                if libraries is not None and library.name not in libraries:
+                    continue
+                recorded = scored.get((name, library.name, seed), set())
+                for command in commands:
+                    missing = expected_methods(TASKS[name], library.name, command) - recorded
+                    if missing:  # a job runs only what is not yet recorded
+                        job = (name, library.name, command, tuple(sorted(missing)), seed)
+                        jobs.append((*job, store, args.env_steps, args.threads))
     if not args.report_only:
         print(f"{len(jobs)} runs to go", flush=True)
         if jobs:
