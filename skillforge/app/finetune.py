@@ -204,14 +204,7 @@ def _finetune(
             )
         final["finetune"] = float(np.mean(returns))
         if "sac" in config.baselines:
-            final["sac"] = sac_baseline(
-                run,
-                steps,
-                config.seed,
-                config.eval_episodes,
-                settings,
-                (config.validation_episodes, config.validate_every),
-            )
+            final["sac"] = sac_baseline(run, settings, config)
         run.finish(
             final, steps, {"finetune": "return", "sac": "baseline/sac/return"}, ["start-skill"]
         )

@@ -17,7 +17,7 @@ import numpy as np
 
 from skillforge.app.agent_model import register_agent_model
 from skillforge.app.downstream import DownstreamRun, stoppable
-from skillforge.core.downstream_config import HierarchicalConfig
+from skillforge.core.downstream_config import FinetuneConfig, HierarchicalConfig
 from skillforge.core.envs import EVAL_SEED_OFFSET
 from skillforge.core.errors import SkillforgeError
 from skillforge.reuse import baselines
@@ -186,14 +186,7 @@ def _baselines(
         settings = TaskSACSettings(
             hidden=run.library.spec.hidden, updates_per_step=config.sac_updates_per_step
         )
-        final["sac"] = sac_baseline(
-            run,
-            steps,
-            config.seed,
-            config.eval_episodes,
-            settings,
-            validation=(config.validation_episodes, config.validate_every),
-        )
+        final["sac"] = sac_baseline(run, settings, config)
     return final
 
 
@@ -321,22 +314,18 @@ def logged_task_env_steps(run: DownstreamRun) -> dict[str, int]:
 
 
 def sac_baseline(
-    run: DownstreamRun,
-    steps: int,
-    seed: int,
-    eval_episodes: int,
-    settings: TaskSACSettings,
-    validation: tuple[int, int] = (0, 1),
+    run: DownstreamRun, settings: TaskSACSettings, config: HierarchicalConfig | FinetuneConfig
 ) -> float:
-    """SAC from scratch on the task with `settings` and a budget of `steps` task env steps,
-    its curve logged as `baseline/sac/return`; with `validation` (episodes, every) > 0
-    episodes, its greedy policy is checked as the other methods' are (on the same validation
-    episodes, paid from the same budget) and the best one kept. Returns its greedy mean
-    return on the held-out episodes."""
+    """SAC from scratch on the task with `settings`, with the budget, seed, validation and
+    test episodes of the method it is compared with (`config`), its curve logged as
+    `baseline/sac/return`; with validation episodes, its greedy policy is checked as the
+    other methods' are (on the same validation episodes, paid from the same budget) and the
+    best one kept. Returns its greedy mean return on the held-out episodes."""
+    steps, seed, eval_episodes = config.total_steps, config.seed, config.eval_episodes
+    episodes, every = config.validation_episodes, config.validate_every
     env = run.make_task()
     agent = scratch_agent(env, settings, seed)
     budget = TaskBudget(steps)
-    episodes, every = validation
     checks = None
     if episodes:
         play = greedy_play(run.make_task)
