@@ -271,20 +271,20 @@ def main() -> None:
 
     out = Path(args.json)
     earlier = json.loads(out.read_text()).get("runs", []) if out.is_file() else []
-    scored = methods_by_seed(current_runs(store, earlier))
-    jobs = []
-    for seed in seeds:
-        for name in tasks:
-            for library in TASKS[name].libraries:
-                if libraries is not None and library.name not in libraries:
-                    continue
-                recorded = scored.get((name, library.name, seed), set())
-                for command in commands:
-                    missing = expected_methods(TASKS[name], library.name, command) - recorded
-                    if missing:  # a job runs only what is not yet recorded
-                        job = (name, library.name, command, tuple(sorted(missing)), seed)
-                        jobs.append((*job, store, args.env_steps, args.threads))
     if not args.report_only:
+        scored = methods_by_seed(current_runs(store, earlier))
+        jobs = []
+        for seed in seeds:
+            for name in tasks:
+                for library in TASKS[name].libraries:
+                    if libraries is not None and library.name not in libraries:
+                        continue
+                    recorded = scored.get((name, library.name, seed), set())
+                    for command in commands:
+                        missing = expected_methods(TASKS[name], library.name, command) - recorded
+                        if missing:  # a job runs only what is not yet recorded
+                            job = (name, library.name, command, tuple(sorted(missing)), seed)
+                            jobs.append((*job, store, args.env_steps, args.threads))
         print(f"{len(jobs)} runs to go", flush=True)
         if jobs:
             context = multiprocessing.get_context("spawn")
@@ -293,15 +293,16 @@ def main() -> None:
                     pass  # each run is recorded in the store
 
     done = current_runs(store, earlier)
+    counted = comparable(done)
     recorded = sorted(set(seeds) | {record["seed"] for record in done})
     try:  # every task and every seed recorded: a partial call loses none
-        summary = summarise(done, recorded, list(TASKS))
+        summary = summarise(counted, recorded, list(TASKS))
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     summary["runs"] = done + [record for record in earlier if not is_current(record)]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")
-    plot(summary, comparable(done), out.with_suffix(".png"))
+    plot(summary, counted, out.with_suffix(".png"))
     for entry in summary["tasks"]:
         line = ", ".join(
             f"{method} {sum(v) / len(v):.2f}" for method, v in entry["returns"].items()

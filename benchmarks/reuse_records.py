@@ -210,15 +210,15 @@ def _current(task: Task, record: dict) -> bool:
 
 
 def summarise(done: list[dict], seeds: list[int], tasks: list[str]) -> dict:
-    """reuse.json: per task, one final return and the task env steps it took per seed for
-    every method; refuses (ValueError) a seed whose methods' task env steps differ by more
-    than 1%."""
+    """reuse.json from the records `done` (already `comparable`): per task, one final return
+    and the task env steps it took per seed for every method; refuses (ValueError) a seed
+    whose methods' task env steps differ by more than 1%."""
     from skillforge.reuse.budget import check_equal_experience
 
     entries = []
     for name in tasks:
         task = TASKS[name]
-        of_task = [r for r in comparable(done) if r["task"] == name and r["seed"] in seeds]
+        of_task = [r for r in done if r["task"] == name and r["seed"] in seeds]
         scored = {  # column: (method, its records in seed order)
             column: (
                 method,
