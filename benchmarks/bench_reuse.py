@@ -218,6 +218,25 @@ def held(curve, grid):
     return np.where(index >= 0, curve[np.maximum(index, 0), 1], np.nan)
 
 
+def missing_jobs(
+    pairs: list[tuple[str, Library]],
+    seeds: list[int],
+    commands: list[str],
+    scored: dict[tuple[str, str, int], set[str]],
+) -> list[tuple[str, str, str, tuple[str, ...], int]]:
+    """(task, library, command, methods, seed) for every command with methods not yet
+    recorded (`scored`): a job runs only those."""
+    jobs = []
+    for seed in seeds:
+        for name, library in pairs:
+            recorded = scored.get((name, library.name, seed), set())
+            for command in commands:
+                missing = expected_methods(TASKS[name], library.name, command) - recorded
+                if missing:
+                    jobs.append((name, library.name, command, tuple(sorted(missing)), seed))
+    return jobs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", default="reuse-bench", help="folder of the MLflow store")
@@ -264,27 +283,22 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     os.chdir(folder)  # checkpoints and mlruns of the store live next to it
     store = f"sqlite:///{folder / 'mlflow.db'}"
-    if not args.report_only:
-        for library in {library for name in tasks for library in TASKS[name].libraries}:
-            if libraries is None or library.name in libraries:
-                ensure_library(library, store)
-
     out = Path(args.json)
     earlier = json.loads(out.read_text()).get("runs", []) if out.is_file() else []
     if not args.report_only:
+        pairs = [
+            (name, library)
+            for name in tasks
+            for library in TASKS[name].libraries
+            if libraries is None or library.name in libraries
+        ]
+        for library in {library for _, library in pairs}:
+            ensure_library(library, store)
         scored = methods_by_seed(current_runs(store, earlier))
-        jobs = []
-        for seed in seeds:
-            for name in tasks:
-                for library in TASKS[name].libraries:
-                    if libraries is not None and library.name not in libraries:
-                        continue
-                    recorded = scored.get((name, library.name, seed), set())
-                    for command in commands:
-                        missing = expected_methods(TASKS[name], library.name, command) - recorded
-                        if missing:  # a job runs only what is not yet recorded
-                            job = (name, library.name, command, tuple(sorted(missing)), seed)
-                            jobs.append((*job, store, args.env_steps, args.threads))
+        jobs = [
+            (*job, store, args.env_steps, args.threads)
+            for job in missing_jobs(pairs, seeds, commands, scored)
+        ]
         print(f"{len(jobs)} runs to go", flush=True)
         if jobs:
             context = multiprocessing.get_context("spawn")
